@@ -9,6 +9,7 @@
 #include <nerve/module.h>
 #include <nerve/conf.h>
 #include <nerve/template.h>
+#include <nerve/paths.h>
 
 #define NERVE_VERSION_STRING "0.1.0"
 

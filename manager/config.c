@@ -1,0 +1,174 @@
+/*  config.c — nerve-manager configuration (see config.h). */
+#include "config.h"
+
+#include <nerve/error.h>
+#include <nerve/log.h>
+#include <nerve/paths.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/nerve/manager.yaml"
+
+int manager_config_set(char **slot, const char *value)
+{
+    char *copy = value ? strdup(value) : NULL;
+    if (value && !copy)
+        return NERVE_ENOMEM;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static int s_home_default(char **slot, const char *prefix, const char *name)
+{
+    char path[PATH_MAX], full[PATH_MAX + 8];
+    if (nerve_home_path(name, path, sizeof path) != 0)
+        return NERVE_ERANGE;
+    snprintf(full, sizeof full, "%s%s", prefix, path);
+    return manager_config_set(slot, full);
+}
+
+int manager_config_defaults(manager_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    int rc = manager_config_set(&cfg->id, nerve_hostname());
+    rc = rc ? rc : manager_config_set(&cfg->events, "tcp://*:7450");
+    rc = rc ? rc : s_home_default(&cfg->publisher, "ipc://", "run/publisher.sock");
+    rc = rc ? rc : s_home_default(&cfg->control, "ipc://", "run/control.sock");
+    rc = rc ? rc : s_home_default(&cfg->tap, "ipc://", "run/tap.sock");
+    rc = rc ? rc : s_home_default(&cfg->rules, "", "rules");
+    rc = rc ? rc : s_home_default(&cfg->data, "", "data");
+    cfg->nmodules = nerve_default_module_dirs(cfg->modules, MANAGER_MAX_MODULE_DIRS);
+    cfg->commit_interval_ms = 50;
+    cfg->heartbeat_s = 5;
+    cfg->worker_queue = 1024;
+    cfg->map_size_mb = 1024;
+    return rc;
+}
+
+static int s_str(const nerve_conf_t *root, const char *key, char **slot, nerve_conf_error_t *err)
+{
+    const nerve_conf_t *n = nerve_conf_get(root, key);
+    const char *s;
+    if (!n)
+        return 0;
+    if (nerve_conf_as_str(n, &s, err) != 0)
+        return NERVE_EINVAL;
+    return manager_config_set(slot, s);
+}
+
+static int s_modules(const nerve_conf_t *root, manager_config_t *cfg, nerve_conf_error_t *err)
+{
+    const nerve_conf_t *n = nerve_conf_get(root, "modules");
+    if (!n)
+        return 0;
+    const nerve_conf_t *one = n;
+    size_t count = 1;
+    if (n->type == NERVE_CONF_SEQ)
+        count = n->count;
+    if (count > MANAGER_MAX_MODULE_DIRS)
+        return nerve_conf_fail(n, err, "at most %d module directories", MANAGER_MAX_MODULE_DIRS);
+    for (size_t i = 0; i < cfg->nmodules; i++)
+        free(cfg->modules[i]);
+    cfg->nmodules = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (n->type == NERVE_CONF_SEQ)
+            one = n->items[i];
+        const char *s;
+        if (nerve_conf_as_str(one, &s, err) != 0)
+            return NERVE_EINVAL;
+        if (!(cfg->modules[cfg->nmodules++] = strdup(s)))
+            return NERVE_ENOMEM;
+    }
+    return 0;
+}
+
+static int s_security(const nerve_conf_t *root, manager_config_t *cfg, nerve_conf_error_t *err)
+{
+    const nerve_conf_t *sec = nerve_conf_get(root, "security");
+    if (!sec)
+        return 0;
+    static const char *const keys[] = {"curve", "keys", "insecure", "auto_accept", NULL};
+    if (nerve_conf_check_keys(sec, keys, err) != 0)
+        return NERVE_EINVAL;
+    const nerve_conf_t *n = nerve_conf_get(sec, "insecure");
+    if (n && nerve_conf_as_bool(n, &cfg->insecure, err) != 0)
+        return NERVE_EINVAL;
+    return 0;
+}
+
+int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_error_t *err)
+{
+    memset(err, 0, sizeof *err);
+    if (!path) {
+        if (access(DEFAULT_CONFIG, F_OK) != 0)
+            return 0;
+        path = DEFAULT_CONFIG;
+    }
+    nerve_conf_t *root = NULL;
+    int rc = nerve_conf_load(path, &root, err);
+    if (rc != 0)
+        return rc;
+    manager_config_set(&cfg->config_path, path);
+    if (!root) {
+        return 0;
+    }
+    static const char *const keys[] = {"id", "events", "publisher", "control", "tap",
+                                       "rules", "modules", "data", "commit_interval",
+                                       "metrics", "heartbeat", "worker_queue", "map_size_mb",
+                                       "log_level", "security", NULL};
+    rc = nerve_conf_check_keys(root, keys, err);
+    rc = rc ? rc : s_str(root, "id", &cfg->id, err);
+    rc = rc ? rc : s_str(root, "events", &cfg->events, err);
+    rc = rc ? rc : s_str(root, "publisher", &cfg->publisher, err);
+    rc = rc ? rc : s_str(root, "control", &cfg->control, err);
+    rc = rc ? rc : s_str(root, "tap", &cfg->tap, err);
+    rc = rc ? rc : s_str(root, "rules", &cfg->rules, err);
+    rc = rc ? rc : s_str(root, "data", &cfg->data, err);
+    rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);
+    rc = rc ? rc : s_modules(root, cfg, err);
+    rc = rc ? rc : s_security(root, cfg, err);
+    const nerve_conf_t *n;
+    int64_t v;
+    if (rc == 0 && (n = nerve_conf_get(root, "commit_interval")))
+        rc = nerve_conf_as_duration_ms(n, &cfg->commit_interval_ms, err);
+    if (rc == 0 && (n = nerve_conf_get(root, "heartbeat"))) {
+        uint64_t ms;
+        rc = nerve_conf_as_duration_ms(n, &ms, err);
+        cfg->heartbeat_s = ms < 1000 ? 1 : ms / 1000;
+    }
+    if (rc == 0 && (n = nerve_conf_get(root, "worker_queue")) &&
+        (rc = nerve_conf_as_int(n, 1, 1 << 24, &v, err)) == 0)
+        cfg->worker_queue = (size_t)v;
+    if (rc == 0 && (n = nerve_conf_get(root, "map_size_mb")) &&
+        (rc = nerve_conf_as_int(n, 1, 1 << 20, &v, err)) == 0)
+        cfg->map_size_mb = (size_t)v;
+    if (rc == 0 && (n = nerve_conf_get(root, "log_level"))) {
+        const char *s;
+        nerve_log_level_t level;
+        rc = nerve_conf_as_str(n, &s, err);
+        if (rc == 0 && nerve_log_level_parse(s, &level) != 0)
+            rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
+        if (rc == 0)
+            nerve_log_set_level(level);
+    }
+    nerve_conf_destroy(&root);
+    return rc;
+}
+
+void manager_config_free(manager_config_t *cfg)
+{
+    char **strs[] = {&cfg->id, &cfg->events, &cfg->publisher, &cfg->control, &cfg->tap,
+                     &cfg->rules, &cfg->data, &cfg->metrics, &cfg->config_path};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    for (size_t i = 0; i < cfg->nmodules; i++)
+        free(cfg->modules[i]);
+    cfg->nmodules = 0;
+}

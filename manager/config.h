@@ -1,0 +1,47 @@
+/*  config.h — nerve-manager's configuration: DESIGN.md keys, defaults for
+    one machine under $NERVE_HOME, and command-line overrides.
+
+    Keys: id, events, publisher, control, tap, rules, modules, data,
+    commit_interval, metrics, worker_queue, map_size_mb, log_level, security.
+*/
+#ifndef NERVE_MANAGER_CONFIG_H
+#define NERVE_MANAGER_CONFIG_H
+
+#include <nerve/conf.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MANAGER_MAX_MODULE_DIRS 16
+
+typedef struct manager_config {
+    char *id;                 /* this manager's host id (results, tap) */
+    char *events;             /* bind, PULL */
+    char *publisher;          /* connect, PUSH */
+    char *control;            /* bind, ROUTER */
+    char *tap;                /* bind, PUB */
+    char *rules;              /* file or directory */
+    char *data;               /* LMDB directory */
+    char *metrics;            /* host:port or NULL (off) */
+    char *modules[MANAGER_MAX_MODULE_DIRS];
+    size_t nmodules;
+    uint64_t commit_interval_ms;
+    uint64_t heartbeat_s;     /* expected actor heartbeat, for presence */
+    size_t worker_queue;      /* local reactions waiting, at most */
+    size_t map_size_mb;
+    bool insecure;
+    char *config_path;        /* the file read, or NULL for defaults */
+} manager_config_t;
+
+/*  Fills cfg with the defaults. 0 or NERVE_ENOMEM. */
+int manager_config_defaults(manager_config_t *cfg);
+
+/*  Reads `path` over the defaults. When `path` is NULL, reads
+    /etc/nerve/manager.yaml if it exists. 0, or an error in err. */
+int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_error_t *err);
+
+/*  Replaces a string setting (frees the old one). */
+int manager_config_set(char **slot, const char *value);
+
+void manager_config_free(manager_config_t *cfg);
+
+#endif

@@ -1,0 +1,599 @@
+/*  server.c — nerve-manager's loop (see server.h).
+
+    Handlers, each small and named for what it reacts to:
+      s_on_events    drain up to BATCH events from the events socket
+      s_on_inject    what local reactions sent back (events, register sets)
+      s_on_tap       subscriptions arriving on the tap (XPUB), so the tap
+                     costs nothing while nobody watches
+      s_on_control   one CLI request (control.c)
+      s_on_inotify   a rules or module file changed: reload soon
+      s_on_tick      group-commit registers; due reloads
+    Everything they share is in server_t; nothing blocks: sends are
+    non-blocking and a full queue is counted.
+*/
+#include "server.h"
+#include "control.h"
+
+#include <nerve/log.h>
+#include <nerve/paths.h>
+#include <nerve/value.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define BATCH 4096
+#define RELOAD_DEBOUNCE_MS 300
+#define WORKER_THREADS 4
+#define EVENTS_HWM 200000
+#define PUBLISHER_HWM 1000000
+#define TAP_HWM 100000
+
+static volatile sig_atomic_t s_stop;
+static volatile sig_atomic_t s_hup;
+static nerve_ratelimit_t s_rl_reject = NERVE_RATELIMIT_INIT(1000);
+static nerve_ratelimit_t s_rl_drop = NERVE_RATELIMIT_INIT(1000);
+
+/*  The tap's subscriber count, maintained from XPUB (un)subscriptions. */
+static int64_t s_tap_topics;
+
+void server_request_stop(void)
+{
+    s_stop = 1;
+}
+
+void server_request_reload(void)
+{
+    s_hup = 1;
+}
+
+/* ----------------------------------------------------------------- sockets */
+
+static void *s_socket(server_t *self, int type, int hwm_opt, int hwm)
+{
+    void *s = zmq_socket(self->ctx, type);
+    if (!s)
+        return NULL;
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (hwm_opt)
+        zmq_setsockopt(s, hwm_opt, &hwm, sizeof hwm);
+    return s;
+}
+
+static int s_bind(void *sock, const char *endpoint, const char *what)
+{
+    char err[512];
+    int rc = nerve_ipc_dir_prepare(endpoint, err, sizeof err);
+    if (rc != 0) {
+        NERVE_ERROR("manager", "%s: %s", what, err);
+        return rc;
+    }
+    if (strncmp(endpoint, "ipc://", 6) == 0)
+        unlink(endpoint + 6); /* a socket file left by a crash */
+    if (zmq_bind(sock, endpoint) != 0) {
+        NERVE_ERROR("manager", "%s: cannot bind %s: %s", what, endpoint, zmq_strerror(errno));
+        return NERVE_EIO;
+    }
+    return 0;
+}
+
+static void s_tap_send(server_t *self, const void *f1, size_t n1, const void *f2, size_t n2)
+{
+    if (s_tap_topics <= 0)
+        return;
+    if (zmq_send(self->tap, f1, n1, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_send(self->tap, f2, n2, ZMQ_DONTWAIT);
+}
+
+/*  Reads one multipart message: up to `max` frames kept, the count of all
+    frames in *n. Returns 0, or -1 when nothing was waiting. */
+static int s_recv_multipart(void *sock, zmq_msg_t *parts, size_t max, size_t *n, int flags)
+{
+    *n = 0;
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, flags) < 0) {
+            zmq_msg_close(&m);
+            return *n ? 0 : -1;
+        }
+        bool more = zmq_msg_more(&m);
+        if (*n < max)
+            parts[*n] = m;
+        else
+            zmq_msg_close(&m);
+        (*n)++;
+        if (!more)
+            return 0;
+        flags = 0;
+    }
+}
+
+static void s_close_parts(zmq_msg_t *parts, size_t n, size_t max)
+{
+    for (size_t i = 0; i < n && i < max; i++)
+        zmq_msg_close(&parts[i]);
+}
+
+/* --------------------------------------------------------------- reactions */
+
+static bool s_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= NERVE_HOST_MAX && !strchr(s, '/');
+}
+
+/*  "host:web1" → "@host/web1/". False for targets that cannot be routed. */
+static bool s_topic(const char *target, char *topic, size_t size)
+{
+    if (strcmp(target, "all") == 0)
+        return snprintf(topic, size, "@all/") > 0;
+    if (strncmp(target, "host:", 5) == 0 && s_name_ok(target + 5))
+        return snprintf(topic, size, "@host/%s/", target + 5) < (int)size;
+    if (strncmp(target, "group:", 6) == 0 && s_name_ok(target + 6))
+        return snprintf(topic, size, "@group/%s/", target + 6) < (int)size;
+    return false;
+}
+
+static void s_event_ref(const nerve_event_t *ev, nerve_event_ref_t *ref)
+{
+    memcpy(ref->tag, ev->tag, sizeof ref->tag);
+    memcpy(ref->id, ev->id, sizeof ref->id);
+    memcpy(ref->host, ev->host, sizeof ref->host);
+}
+
+static void s_send_remote(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
+                          const nerve_event_t *ev, const msgpack_object *args,
+                          const char *target)
+{
+    nerve_reaction_t r;
+    memset(&r, 0, sizeof r);
+    if (!s_topic(target, r.topic, sizeof r.topic)) {
+        self->counters.reactions_unroutable++;
+        NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager",
+                     "rule '%s' (%s:%zu): reaction %s: target '%s' cannot be routed", rule->name,
+                     def->file, def->line, def->fn, target);
+        return;
+    }
+    nerve_wire_new_id(r.id);
+    snprintf(r.fn, sizeof r.fn, "%s", def->fn);
+    snprintf(r.rule, sizeof r.rule, "%s", rule->name);
+    r.args = *args;
+    s_event_ref(ev, &r.event);
+    r.ts = nerve_clock_wall_ns();
+    r.deadline = r.ts + def->deadline_ms * 1000000ull;
+    if (nerve_wire_encode_reaction(&r, &self->buf) != 0) {
+        self->counters.reactions_unroutable++;
+        return;
+    }
+    size_t tl = strlen(r.topic);
+    if (zmq_send(self->publisher, r.topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->publisher, self->buf.data, self->buf.size, ZMQ_DONTWAIT) < 0) {
+        self->counters.reactions_send_dropped++;
+        NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager",
+                     "publisher queue full: reaction %s for %s dropped", def->fn, target);
+        return;
+    }
+    self->counters.reactions_sent++;
+    s_tap_send(self, r.topic, tl, self->buf.data, self->buf.size);
+}
+
+static void s_send_local(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
+                         const nerve_event_t *ev, const msgpack_object *args)
+{
+    worker_job_t *job = calloc(1, sizeof *job);
+    if (!job || !(job->zone = msgpack_zone_new(2048)) ||
+        nerve_obj_copy(job->zone, args, &job->args) != 0 ||
+        nerve_obj_copy(job->zone, &ev->data, &job->data) != 0) {
+        worker_job_free(&job);
+        self->counters.reactions_local_refused++;
+        return;
+    }
+    job->rs = ruleset_ref(self->rules);
+    job->rule = rule;
+    job->def = def;
+    s_event_ref(ev, &job->event);
+    job->hops = ev->hops;
+    nerve_wire_new_id(job->reaction_id);
+    if (worker_submit(self->worker, &job) != 0) {
+        self->counters.reactions_local_refused++;
+        NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager",
+                     "local reaction queue full (%zu): %s for rule '%s' refused",
+                     self->cfg->worker_queue, def->fn, rule->name);
+        worker_job_free(&job);
+        return;
+    }
+    self->counters.reactions_local++;
+}
+
+static void s_on_reaction(void *arg, const rule_def_t *rule, const reaction_def_t *def,
+                          const nerve_event_t *ev, const msgpack_object *value,
+                          const msgpack_object *args, const char *target)
+{
+    server_t *self = arg;
+    if (target)
+        s_send_remote(self, rule, def, ev, args, target);
+    else
+        s_send_local(self, rule, def, ev, args);
+}
+
+/* ------------------------------------------------------------------ events */
+
+/*  Decodes, taps and decides one event given as frames. */
+static void s_handle_event(server_t *self, const nerve_frame_t *frames, size_t n,
+                           zmq_msg_t *msgs)
+{
+    nerve_event_t ev;
+    nerve_wire_reason_t reason = nerve_wire_decode_event(self->decoder, frames, n, &ev);
+    if (reason != NERVE_WIRE_OK) {
+        self->counters.rejected++;
+        self->counters.rejected_by[reason]++;
+        NERVE_LOG_RL(&s_rl_reject, NERVE_LOG_WARN, "manager", "event dropped: %s",
+                     nerve_wire_reason_name(reason));
+        return;
+    }
+    self->counters.accepted++;
+    if (s_tap_topics > 0) {
+        if (msgs) {
+            zmq_msg_t copy[2];
+            zmq_msg_init(&copy[0]);
+            zmq_msg_init(&copy[1]);
+            zmq_msg_copy(&copy[0], &msgs[0]);
+            zmq_msg_copy(&copy[1], &msgs[1]);
+            if (zmq_msg_send(&copy[0], self->tap, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+                zmq_msg_close(&copy[0]);
+            else if (zmq_msg_send(&copy[1], self->tap, ZMQ_DONTWAIT) >= 0)
+                zmq_msg_init(&copy[1]);
+            zmq_msg_close(&copy[1]);
+        } else {
+            s_tap_send(self, frames[0].data, frames[0].size, frames[1].data, frames[1].size);
+        }
+    }
+    engine_sink_t sink = {.arg = self, .reaction = s_on_reaction};
+    engine_process(self->engine, &ev, nerve_clock_wall_ns(), &sink);
+}
+
+static void s_on_events(server_t *self)
+{
+    for (int i = 0; i < BATCH; i++) {
+        zmq_msg_t parts[3];
+        size_t n;
+        if (s_recv_multipart(self->events, parts, 3, &n, ZMQ_DONTWAIT) != 0)
+            break;
+        self->counters.received++;
+        nerve_frame_t frames[3];
+        for (size_t j = 0; j < n && j < 3; j++) {
+            frames[j].data = zmq_msg_data(&parts[j]);
+            frames[j].size = zmq_msg_size(&parts[j]);
+        }
+        s_handle_event(self, frames, n, n == 2 ? parts : NULL);
+        s_close_parts(parts, n, 3);
+    }
+}
+
+/*  Sends an event the manager itself produces (reload failures, …) through
+    the same path as any other: tap, then rules. */
+static void s_emit_internal(server_t *self, const char *tag, const msgpack_sbuffer *data)
+{
+    nerve_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    snprintf(ev.tag, sizeof ev.tag, "%s", tag);
+    ev.tag_len = strlen(ev.tag);
+    nerve_wire_new_id(ev.id);
+    ev.ts = nerve_clock_wall_ns();
+    snprintf(ev.host, sizeof ev.host, "%s", self->cfg->id);
+    ev.data_raw = data->data;
+    ev.data_raw_len = data->size;
+    msgpack_sbuffer payload;
+    msgpack_sbuffer_init(&payload);
+    if (nerve_wire_encode_event(&ev, &payload) == 0) {
+        nerve_frame_t frames[2] = {{ev.tag, ev.tag_len}, {payload.data, payload.size}};
+        self->counters.injected++;
+        s_handle_event(self, frames, 2, NULL);
+    }
+    msgpack_sbuffer_destroy(&payload);
+}
+
+static void s_apply_regset(server_t *self, zmq_msg_t *parts)
+{
+    char scope[512], key[512], skey[1100];
+    size_t ls = zmq_msg_size(&parts[1]), lk = zmq_msg_size(&parts[2]);
+    if (ls >= sizeof scope || lk >= sizeof key)
+        return;
+    memcpy(scope, zmq_msg_data(&parts[1]), ls);
+    scope[ls] = '\0';
+    memcpy(key, zmq_msg_data(&parts[2]), lk);
+    key[lk] = '\0';
+    size_t n = engine_register_key('R', scope, key, skey, sizeof skey);
+    if (n)
+        regstore_put(self->store, skey, n, zmq_msg_data(&parts[3]), zmq_msg_size(&parts[3]));
+}
+
+static void s_on_inject(server_t *self)
+{
+    for (int i = 0; i < BATCH; i++) {
+        zmq_msg_t parts[4];
+        size_t n;
+        if (s_recv_multipart(self->inject, parts, 4, &n, ZMQ_DONTWAIT) != 0)
+            break;
+        const char *kind = n ? zmq_msg_data(&parts[0]) : "";
+        size_t klen = n ? zmq_msg_size(&parts[0]) : 0;
+        if (n == 3 && klen == 5 && memcmp(kind, "event", 5) == 0) {
+            nerve_frame_t frames[2];
+            for (int j = 0; j < 2; j++) {
+                frames[j].data = zmq_msg_data(&parts[j + 1]);
+                frames[j].size = zmq_msg_size(&parts[j + 1]);
+            }
+            self->counters.injected++;
+            s_handle_event(self, frames, 2, &parts[1]);
+        } else if (n == 4 && klen == 6 && memcmp(kind, "regset", 6) == 0) {
+            s_apply_regset(self, parts);
+        }
+        s_close_parts(parts, n, 4);
+    }
+}
+
+static void s_on_tap(server_t *self)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->tap, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        const uint8_t *d = zmq_msg_data(&m);
+        if (zmq_msg_size(&m) >= 1)
+            s_tap_topics += d[0] == 1 ? 1 : -1;
+        zmq_msg_close(&m);
+    }
+}
+
+/* ------------------------------------------------------------------ reload */
+
+static void s_watch(server_t *self, const char *path)
+{
+    struct stat st;
+    if (self->inotify_fd < 0 || stat(path, &st) != 0)
+        return;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    if (!S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+            *slash = '\0';
+        else
+            snprintf(dir, sizeof dir, ".");
+    }
+    inotify_add_watch(self->inotify_fd, dir,
+                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE);
+}
+
+static void s_watch_all(server_t *self)
+{
+    s_watch(self, self->cfg->rules);
+    static const char *roles[] = {"rules", "registers", "reactions"};
+    for (size_t i = 0; i < self->cfg->nmodules; i++) {
+        s_watch(self, self->cfg->modules[i]);
+        for (size_t r = 0; r < 3; r++) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", self->cfg->modules[i], roles[r]);
+            s_watch(self, path);
+        }
+    }
+}
+
+static void s_reload_failed_event(server_t *self, const char *why)
+{
+    msgpack_sbuffer data;
+    msgpack_sbuffer_init(&data);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    const char *kv[][2] = {{"reason", self->reload.error}, {"trigger", why}};
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_str_with_body(&pk, kv[i][0], strlen(kv[i][0]));
+        msgpack_pack_str_with_body(&pk, kv[i][1], strlen(kv[i][1]));
+    }
+    msgpack_pack_str_with_body(&pk, "value", 5);
+    msgpack_pack_uint64(&pk, self->reload.failures);
+    s_emit_internal(self, "/nerve/manager/reload/failed", &data);
+    msgpack_sbuffer_destroy(&data);
+}
+
+int server_reload(server_t *self, const char *why)
+{
+    ruleset_t *rs = NULL;
+    nerve_conf_error_t err;
+    self->reload.attempts++;
+    self->reload.at_ns = nerve_clock_wall_ns();
+    int rc = ruleset_load(self->cfg->rules, (const char *const *)self->cfg->modules,
+                          self->cfg->nmodules, &rs, &err);
+    if (rc == 0 && (rc = engine_set_ruleset(self->engine, rs)) != 0)
+        snprintf(err.message, sizeof err.message, "out of memory installing the rules");
+    if (rc != 0) {
+        ruleset_unref(&rs);
+        self->reload.ok = false;
+        self->reload.failures++;
+        snprintf(self->reload.error, sizeof self->reload.error, "%s", err.message);
+        NERVE_ERROR("manager", "reload (%s) failed, keeping the running rules: %s", why,
+                    err.message);
+        s_reload_failed_event(self, why);
+        return rc;
+    }
+    ruleset_unref(&self->rules);
+    self->rules = rs;
+    self->reload.ok = true;
+    self->reload.error[0] = '\0';
+    NERVE_INFO("manager", "rules loaded (%s): %zu rules in %zu tag blocks from %zu files", why,
+               rs->nrules, rs->nblocks, rs->nfiles);
+    s_watch_all(self);
+    return 0;
+}
+
+static void s_on_inotify(server_t *self)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (read(self->inotify_fd, buf, sizeof buf) > 0)
+        ;
+    self->reload_due_ms = nerve_clock_mono_ms() + RELOAD_DEBOUNCE_MS;
+}
+
+static void s_on_tick(server_t *self, uint64_t now_ms)
+{
+    if (now_ms >= self->next_commit_ms) {
+        regstore_flush(self->store);
+        self->next_commit_ms = now_ms + self->cfg->commit_interval_ms;
+    }
+    if (self->reload_due_ms && now_ms >= self->reload_due_ms) {
+        self->reload_due_ms = 0;
+        server_reload(self, "file change");
+    }
+    if (s_hup) {
+        s_hup = 0;
+        server_reload(self, "SIGHUP");
+    }
+}
+
+/* ------------------------------------------------------------------- start */
+
+static int s_open_sockets(server_t *self)
+{
+    manager_config_t *cfg = self->cfg;
+    self->events = s_socket(self, ZMQ_PULL, ZMQ_RCVHWM, EVENTS_HWM);
+    self->publisher = s_socket(self, ZMQ_PUSH, ZMQ_SNDHWM, PUBLISHER_HWM);
+    self->tap = s_socket(self, ZMQ_XPUB, ZMQ_SNDHWM, TAP_HWM);
+    self->control = s_socket(self, ZMQ_ROUTER, 0, 0);
+    self->inject = s_socket(self, ZMQ_PULL, ZMQ_RCVHWM, 0);
+    if (!self->events || !self->publisher || !self->tap || !self->control || !self->inject)
+        return NERVE_ENOMEM;
+    int linger = 2000; /* give queued reactions a moment to reach the publisher */
+    zmq_setsockopt(self->publisher, ZMQ_LINGER, &linger, sizeof linger);
+    snprintf(self->inject_endpoint, sizeof self->inject_endpoint, "inproc://nerve-inject-%p",
+             (void *)self);
+    int rc = s_bind(self->inject, self->inject_endpoint, "inject");
+    rc = rc ? rc : s_bind(self->events, cfg->events, "events");
+    rc = rc ? rc : s_bind(self->tap, cfg->tap, "tap");
+    rc = rc ? rc : s_bind(self->control, cfg->control, "control");
+    if (rc == 0 && zmq_connect(self->publisher, cfg->publisher) != 0) {
+        NERVE_ERROR("manager", "publisher: cannot connect %s: %s", cfg->publisher,
+                    zmq_strerror(errno));
+        rc = NERVE_EIO;
+    }
+    return rc;
+}
+
+int server_start(server_t *self, manager_config_t *cfg)
+{
+    memset(self, 0, sizeof *self);
+    self->cfg = cfg;
+    self->inotify_fd = -1;
+    self->start_ns = nerve_clock_wall_ns();
+    s_tap_topics = 0;
+    msgpack_sbuffer_init(&self->buf);
+    char err[512];
+    if (nerve_private_dir(cfg->data, err, sizeof err) != 0) {
+        NERVE_ERROR("manager", "data: %s", err);
+        return NERVE_EIO;
+    }
+    self->store = regstore_open(cfg->data, cfg->map_size_mb << 20, err, sizeof err);
+    if (!self->store) {
+        NERVE_ERROR("manager", "registers: %s", err);
+        return NERVE_EIO;
+    }
+    self->engine = engine_new(self->store);
+    self->decoder = nerve_wire_decoder_new();
+    self->ctx = zmq_ctx_new();
+    if (!self->engine || !self->decoder || !self->ctx)
+        return NERVE_ENOMEM;
+    self->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    int rc = server_reload(self, "start");
+    if (rc != 0)
+        return rc;
+    if ((rc = s_open_sockets(self)) != 0)
+        return rc;
+    self->worker = worker_new(self->ctx, self->inject_endpoint, cfg->id, WORKER_THREADS,
+                              cfg->worker_queue);
+    if (!self->worker)
+        return NERVE_ENOMEM;
+    if (cfg->insecure)
+        NERVE_WARN("manager", "security: insecure: true — events are accepted from anyone "
+                              "who can reach %s, unencrypted",
+                   cfg->events);
+    else
+        NERVE_WARN("manager", "security: CURVE is not implemented in this build yet; links "
+                              "are unencrypted and unauthenticated (see docs/security.md)");
+    NERVE_INFO("manager", "%s ready: events %s, publisher %s, tap %s, control %s, data %s",
+               cfg->id, cfg->events, cfg->publisher, cfg->tap, cfg->control, cfg->data);
+    return 0;
+}
+
+int server_run(server_t *self)
+{
+    zmq_pollitem_t items[] = {
+        {self->events, 0, ZMQ_POLLIN, 0},  {self->inject, 0, ZMQ_POLLIN, 0},
+        {self->control, 0, ZMQ_POLLIN, 0}, {self->tap, 0, ZMQ_POLLIN, 0},
+        {NULL, self->inotify_fd, ZMQ_POLLIN, 0},
+    };
+    int nitems = self->inotify_fd >= 0 ? 5 : 4;
+    self->next_commit_ms = nerve_clock_mono_ms() + self->cfg->commit_interval_ms;
+    while (!s_stop) {
+        uint64_t now = nerve_clock_mono_ms();
+        long timeout = (long)(self->next_commit_ms > now ? self->next_commit_ms - now : 0);
+        if (self->reload_due_ms && (long)(self->reload_due_ms - now) < timeout)
+            timeout = self->reload_due_ms > now ? (long)(self->reload_due_ms - now) : 0;
+        int rc = zmq_poll(items, nitems, timeout);
+        if (rc < 0 && errno != EINTR) {
+            NERVE_ERROR("manager", "poll: %s", zmq_strerror(errno));
+            return NERVE_EIO;
+        }
+        if (rc > 0) {
+            if (items[0].revents & ZMQ_POLLIN)
+                s_on_events(self);
+            if (items[1].revents & ZMQ_POLLIN)
+                s_on_inject(self);
+            if (items[2].revents & ZMQ_POLLIN)
+                control_handle(self);
+            if (items[3].revents & ZMQ_POLLIN)
+                s_on_tap(self);
+            if (nitems > 4 && (items[4].revents & ZMQ_POLLIN))
+                s_on_inotify(self);
+        }
+        s_on_tick(self, nerve_clock_mono_ms());
+    }
+    return 0;
+}
+
+void server_stop(server_t *self)
+{
+    worker_destroy(&self->worker);
+    if (self->inject)
+        s_on_inject(self); /* registers set by the last reactions */
+    void **socks[] = {&self->events, &self->publisher, &self->tap, &self->control,
+                      &self->inject};
+    for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++) {
+        if (*socks[i])
+            zmq_close(*socks[i]);
+        *socks[i] = NULL;
+    }
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    self->ctx = NULL;
+    regstore_destroy(&self->store); /* flush + sync: SIGTERM loses nothing */
+    engine_destroy(&self->engine);
+    ruleset_unref(&self->rules);
+    nerve_wire_decoder_destroy(&self->decoder);
+    msgpack_sbuffer_destroy(&self->buf);
+    if (self->inotify_fd >= 0)
+        close(self->inotify_fd);
+    self->inotify_fd = -1;
+    if (self->cfg && strncmp(self->cfg->control, "ipc://", 6) == 0)
+        unlink(self->cfg->control + 6);
+}

@@ -1,0 +1,200 @@
+/*  nerve-publisher — relays reactions from the manager to every actor.
+
+    Parses flags and the config file (keys: input, output, control, hwm,
+    log_level, security) and runs the relay (relay.c) until SIGTERM/SIGINT.
+*/
+#include "relay.h"
+
+#include <nerve/conf.h>
+#include <nerve/log.h>
+#include <nerve/paths.h>
+
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/nerve/publisher.yaml"
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: nerve-publisher [options]\n"
+            "\n"
+            "Relays reactions from nerve-manager (input, IPC) to nerve-actor on every\n"
+            "host (output, PUB over TCP).\n"
+            "\n"
+            "  -c, --config FILE     config file (default /etc/nerve/publisher.yaml if present)\n"
+            "      --input EP        bind PULL for the manager (default ipc://$NERVE_HOME/run/publisher.sock)\n"
+            "      --output EP       bind PUB for actors (default tcp://*:7451)\n"
+            "      --control EP      bind control for `nerve status` (default ipc://$NERVE_HOME/run/publisher-control.sock)\n"
+            "      --hwm N           queue per subscriber, in messages (default 200000)\n"
+            "      --log-level LEVEL error, warn, info or debug\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         print the version\n");
+}
+
+static void s_on_stop(int sig)
+{
+    relay_request_stop();
+}
+
+static int s_set(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = strdup(value);
+    return *slot ? 0 : -1;
+}
+
+static int s_defaults(relay_config_t *cfg)
+{
+    char path[PATH_MAX], ep[PATH_MAX + 8];
+    memset(cfg, 0, sizeof *cfg);
+    cfg->hwm = 200000;
+    if (nerve_home_path("run/publisher.sock", path, sizeof path) != 0)
+        return -1;
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    if (s_set(&cfg->input, ep) != 0 || s_set(&cfg->output, "tcp://*:7451") != 0)
+        return -1;
+    if (nerve_home_path("run/publisher-control.sock", path, sizeof path) != 0)
+        return -1;
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    return s_set(&cfg->control, ep);
+}
+
+static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err)
+{
+    memset(err, 0, sizeof *err);
+    if (!path) {
+        if (access(DEFAULT_CONFIG, F_OK) != 0)
+            return 0;
+        path = DEFAULT_CONFIG;
+    }
+    nerve_conf_t *root = NULL;
+    int rc = nerve_conf_load(path, &root, err);
+    if (rc != 0 || !root)
+        return rc;
+    static const char *const keys[] = {"input", "output", "control", "hwm", "log_level",
+                                       "security", NULL};
+    rc = nerve_conf_check_keys(root, keys, err);
+    const char *names[] = {"input", "output", "control"};
+    char **slots[] = {&cfg->input, &cfg->output, &cfg->control};
+    for (int i = 0; rc == 0 && i < 3; i++) {
+        const nerve_conf_t *n = nerve_conf_get(root, names[i]);
+        const char *s;
+        if (n && (rc = nerve_conf_as_str(n, &s, err)) == 0)
+            s_set(slots[i], s);
+    }
+    const nerve_conf_t *n;
+    int64_t v;
+    if (rc == 0 && (n = nerve_conf_get(root, "hwm")) &&
+        (rc = nerve_conf_as_int(n, 1000, 100000000, &v, err)) == 0)
+        cfg->hwm = (int)v;
+    if (rc == 0 && (n = nerve_conf_get(root, "log_level"))) {
+        const char *s;
+        nerve_log_level_t level;
+        if ((rc = nerve_conf_as_str(n, &s, err)) == 0 && nerve_log_level_parse(s, &level) != 0)
+            rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
+        else if (rc == 0)
+            nerve_log_set_level(level);
+    }
+    const nerve_conf_t *sec = nerve_conf_get(root, "security");
+    if (rc == 0 && sec && (n = nerve_conf_get(sec, "insecure")))
+        rc = nerve_conf_as_bool(n, &cfg->insecure, err);
+    nerve_conf_destroy(&root);
+    return rc;
+}
+
+static void s_free(relay_config_t *cfg)
+{
+    free(cfg->input);
+    free(cfg->output);
+    free(cfg->control);
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_INPUT = 256, OPT_OUTPUT, OPT_CONTROL, OPT_HWM, OPT_LOG };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},   {"input", required_argument, NULL, OPT_INPUT},
+        {"output", required_argument, NULL, OPT_OUTPUT},
+        {"control", required_argument, NULL, OPT_CONTROL},
+        {"hwm", required_argument, NULL, OPT_HWM},  {"log-level", required_argument, NULL, OPT_LOG},
+        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        if (c == 'c')
+            config = optarg;
+        else if (c == 'h') {
+            s_usage(stdout);
+            return 0;
+        } else if (c == 'V') {
+            printf("nerve-publisher %s\n", NERVE_VERSION);
+            return 0;
+        }
+    }
+    relay_config_t cfg;
+    nerve_conf_error_t err;
+    if (s_defaults(&cfg) != 0 || s_load(&cfg, config, &err) != 0) {
+        fprintf(stderr, "nerve-publisher: %s\n", err.message[0] ? err.message : "out of memory");
+        s_free(&cfg);
+        return 2;
+    }
+    optind = 1;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': break;
+        case OPT_INPUT: s_set(&cfg.input, optarg); break;
+        case OPT_OUTPUT: s_set(&cfg.output, optarg); break;
+        case OPT_CONTROL: s_set(&cfg.control, optarg); break;
+        case OPT_HWM: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1000) {
+                fprintf(stderr, "nerve-publisher: --hwm: expected a number >= 1000\n");
+                s_free(&cfg);
+                return 2;
+            }
+            cfg.hwm = (int)v;
+            break;
+        }
+        case OPT_LOG: {
+            nerve_log_level_t level;
+            if (nerve_log_level_parse(optarg, &level) != 0) {
+                fprintf(stderr, "nerve-publisher: --log-level: expected error, warn, info or "
+                                "debug\n");
+                s_free(&cfg);
+                return 2;
+            }
+            nerve_log_set_level(level);
+            break;
+        }
+        default:
+            s_usage(stderr);
+            s_free(&cfg);
+            return 2;
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!cfg.insecure)
+        NERVE_WARN("publisher", "security: CURVE is not implemented in this build yet; the "
+                                "output is unencrypted and unauthenticated");
+    relay_t *relay = relay_new(&cfg);
+    int rc = relay ? relay_run(relay) : 1;
+    relay_destroy(&relay);
+    s_free(&cfg);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,271 @@
+/*  relay.c — nerve-publisher's loop (see relay.h).
+
+    Three handlers: s_on_input forwards a batch of reactions, s_on_output
+    tracks subscriptions (XPUB tells us when actors subscribe), s_on_control
+    answers `status`. Frames are moved with zmq_msg_send, never copied.
+*/
+#include "relay.h"
+
+#include <nerve/log.h>
+#include <nerve/paths.h>
+
+#include <errno.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define BATCH 4096
+
+static volatile sig_atomic_t s_stop;
+static nerve_ratelimit_t s_rl = NERVE_RATELIMIT_INIT(1000);
+
+struct relay {
+    void *ctx, *input, *output, *control;
+    relay_counters_t counters;
+    uint64_t start_ns;
+    char *control_path;
+};
+
+void relay_request_stop(void)
+{
+    s_stop = 1;
+}
+
+static int s_bind(void *sock, const char *endpoint, const char *what)
+{
+    char err[512];
+    if (nerve_ipc_dir_prepare(endpoint, err, sizeof err) != 0) {
+        NERVE_ERROR("publisher", "%s: %s", what, err);
+        return -1;
+    }
+    if (strncmp(endpoint, "ipc://", 6) == 0)
+        unlink(endpoint + 6);
+    if (zmq_bind(sock, endpoint) != 0) {
+        NERVE_ERROR("publisher", "%s: cannot bind %s: %s", what, endpoint, zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+relay_t *relay_new(const relay_config_t *cfg)
+{
+    relay_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->start_ns = nerve_clock_wall_ns();
+    self->ctx = zmq_ctx_new();
+    self->input = zmq_socket(self->ctx, ZMQ_PULL);
+    self->output = zmq_socket(self->ctx, ZMQ_XPUB);
+    self->control = cfg->control ? zmq_socket(self->ctx, ZMQ_ROUTER) : NULL;
+    if (!self->input || !self->output || (cfg->control && !self->control)) {
+        relay_destroy(&self);
+        return NULL;
+    }
+    int zero = 0, hwm = cfg->hwm, ivl = 2000, ttl = 6000;
+    zmq_setsockopt(self->input, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->output, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->output, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(self->output, ZMQ_HEARTBEAT_TIMEOUT, &ttl, sizeof ttl);
+    int verbose = 1; /* see every subscription, for the count */
+    zmq_setsockopt(self->output, ZMQ_XPUB_VERBOSER, &verbose, sizeof verbose);
+    void *socks[] = {self->input, self->output, self->control};
+    for (int i = 0; i < 3; i++)
+        if (socks[i])
+            zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+    if (s_bind(self->input, cfg->input, "input") != 0 ||
+        s_bind(self->output, cfg->output, "output") != 0 ||
+        (self->control && s_bind(self->control, cfg->control, "control") != 0)) {
+        relay_destroy(&self);
+        return NULL;
+    }
+    if (cfg->control && strncmp(cfg->control, "ipc://", 6) == 0)
+        self->control_path = strdup(cfg->control + 6);
+    NERVE_INFO("publisher", "ready: input %s, output %s", cfg->input, cfg->output);
+    return self;
+}
+
+void relay_destroy(relay_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    relay_t *self = *self_p;
+    void *socks[] = {self->input, self->output, self->control};
+    for (int i = 0; i < 3; i++)
+        if (socks[i])
+            zmq_close(socks[i]);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    if (self->control_path)
+        unlink(self->control_path);
+    free(self->control_path);
+    free(self);
+    *self_p = NULL;
+}
+
+/*  Forwards one message: frame one with SNDMORE, frame two, untouched. */
+static void s_forward(relay_t *self, zmq_msg_t *frames)
+{
+    if (zmq_msg_send(&frames[0], self->output, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&frames[1], self->output, ZMQ_DONTWAIT) < 0) {
+        self->counters.dropped++;
+        NERVE_LOG_RL(&s_rl, NERVE_LOG_WARN, "publisher", "output refused a reaction: %s",
+                     zmq_strerror(errno));
+        return;
+    }
+    self->counters.relayed++;
+}
+
+static void s_on_input(relay_t *self)
+{
+    for (int i = 0; i < BATCH; i++) {
+        zmq_msg_t frames[2];
+        size_t n = 0;
+        int flags = ZMQ_DONTWAIT;
+        bool more = true;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->input, flags) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            flags = 0;
+            if (n < 2)
+                frames[n] = m;
+            else
+                zmq_msg_close(&m);
+            n++;
+        }
+        if (n == 0)
+            return;
+        if (n == 2) {
+            s_forward(self, frames);
+        } else {
+            self->counters.dropped++;
+            NERVE_LOG_RL(&s_rl, NERVE_LOG_WARN, "publisher",
+                         "dropped a message of %zu frames (reactions have 2)", n);
+        }
+        for (size_t j = 0; j < n && j < 2; j++)
+            zmq_msg_close(&frames[j]);
+    }
+}
+
+static void s_on_output(relay_t *self)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->output, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        const uint8_t *d = zmq_msg_data(&m);
+        if (zmq_msg_size(&m) >= 1) {
+            if (d[0] == 1)
+                self->counters.subscriptions++;
+            else if (d[0] == 0 && self->counters.subscriptions)
+                self->counters.subscriptions--;
+        }
+        zmq_msg_close(&m);
+    }
+}
+
+static void s_pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_uint64(pk, v);
+}
+
+static void s_on_control(relay_t *self)
+{
+    zmq_msg_t parts[4];
+    size_t n = 0;
+    bool more = true;
+    while (more && n < 4) {
+        zmq_msg_init(&parts[n]);
+        if (zmq_msg_recv(&parts[n], self->control, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&parts[n]);
+            break;
+        }
+        more = zmq_msg_more(&parts[n]);
+        n++;
+    }
+    if (n < 2)
+        goto done;
+    size_t nenv = zmq_msg_size(&parts[1]) == 0 ? 2 : 1;
+    bool status = n > nenv && zmq_msg_size(&parts[nenv]) == 6 &&
+                  memcmp(zmq_msg_data(&parts[nenv]), "status", 6) == 0;
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
+    if (status) {
+        msgpack_pack_map(&pk, 6);
+        msgpack_pack_str_with_body(&pk, "daemon", 6);
+        msgpack_pack_str_with_body(&pk, "nerve-publisher", 15);
+        msgpack_pack_str_with_body(&pk, "version", 7);
+        msgpack_pack_str_with_body(&pk, NERVE_VERSION, strlen(NERVE_VERSION));
+        s_pack_kv_u64(&pk, "uptime_s", (nerve_clock_wall_ns() - self->start_ns) / 1000000000ull);
+        s_pack_kv_u64(&pk, "relayed", self->counters.relayed);
+        s_pack_kv_u64(&pk, "dropped", self->counters.dropped);
+        s_pack_kv_u64(&pk, "subscriptions", self->counters.subscriptions);
+    } else {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "error", 5);
+        msgpack_pack_str_with_body(&pk, "the publisher answers only 'status'", 35);
+    }
+    for (size_t i = 0; i < nenv; i++)
+        zmq_send(self->control, zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]),
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(self->control, status ? "ok" : "error", status ? 2 : 5, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(self->control, body.data, body.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_destroy(&body);
+done:
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    /* drain any frames past the fourth */
+    int more_flag = 0;
+    size_t sz = sizeof more_flag;
+    while (zmq_getsockopt(self->control, ZMQ_RCVMORE, &more_flag, &sz) == 0 && more_flag) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, self->control, ZMQ_DONTWAIT);
+        zmq_msg_close(&m);
+    }
+}
+
+int relay_run(relay_t *self)
+{
+    zmq_pollitem_t items[] = {
+        {self->input, 0, ZMQ_POLLIN, 0},
+        {self->output, 0, ZMQ_POLLIN, 0},
+        {self->control, 0, ZMQ_POLLIN, 0},
+    };
+    int nitems = self->control ? 3 : 2;
+    while (!s_stop) {
+        int rc = zmq_poll(items, nitems, 500);
+        if (rc < 0 && errno != EINTR) {
+            NERVE_ERROR("publisher", "poll: %s", zmq_strerror(errno));
+            return -1;
+        }
+        if (rc <= 0)
+            continue;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_on_input(self);
+        if (items[1].revents & ZMQ_POLLIN)
+            s_on_output(self);
+        if (nitems > 2 && (items[2].revents & ZMQ_POLLIN))
+            s_on_control(self);
+    }
+    return 0;
+}
+
+void relay_counters(const relay_t *self, relay_counters_t *out)
+{
+    *out = self->counters;
+}

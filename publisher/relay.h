@@ -1,0 +1,45 @@
+/*  relay.h — nerve-publisher: reactions from the manager to every actor.
+
+    The manager PUSHes reactions to `input` (PULL, bound on IPC); the relay
+    forwards each two-frame message untouched to `output` (XPUB, bound on
+    TCP), where every actor's SUB socket receives what its subscriptions
+    (@all/, @host/<id>/, @group/<g>/) select. The relay keeps no state: a
+    restart loses at most what was in flight, which the manager's retry
+    recovers.
+
+    A message without exactly two frames is dropped and counted. PUB
+    semantics apply per subscriber: one slow actor whose queue (SNDHWM)
+    fills loses messages without slowing the others; ZMTP heartbeats cut
+    peers that stopped answering so their queues are freed.
+*/
+#ifndef NERVE_PUBLISHER_RELAY_H
+#define NERVE_PUBLISHER_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct relay_config {
+    char *input;      /* bind, PULL (default ipc://$NERVE_HOME/run/publisher.sock) */
+    char *output;     /* bind, XPUB (default tcp, port 7451, all interfaces) */
+    char *control;    /* bind, ROUTER for `nerve status` */
+    int hwm;          /* per-subscriber and input queue, messages */
+    bool insecure;
+} relay_config_t;
+
+typedef struct relay_counters {
+    uint64_t relayed;
+    uint64_t dropped;        /* malformed (frame count) or refused by the socket */
+    uint64_t subscriptions;  /* topics currently subscribed */
+} relay_counters_t;
+
+typedef struct relay relay_t;
+
+relay_t *relay_new(const relay_config_t *cfg);
+void relay_destroy(relay_t **self);
+
+/*  Runs until relay_request_stop(); returns 0 on a clean stop. */
+int relay_run(relay_t *self);
+void relay_request_stop(void);
+void relay_counters(const relay_t *self, relay_counters_t *out);
+
+#endif

@@ -1,0 +1,346 @@
+"""nerve-manager end to end: a real manager on scratch IPC endpoints, events
+sent over ZeroMQ, results followed on the tap and the control socket."""
+import os
+import signal
+import time
+
+import msgpack
+
+from nervetest import ManagerTest, is_event, main, wait_until
+
+FIRE = "reactions.eventer.fire_event"
+
+
+def fire(tag, extra=""):
+    return "          - %s: {tag: %s%s}\n" % (FIRE, tag, extra)
+
+
+OPS_RULES = """
+/t/ops:
+  rules:
+    - other:
+        rule: rules.simple.gt
+        field: y
+        threshold: 0
+""" + "".join("""    - r_%s:
+        rule: rules.simple.gt
+        field: x
+        threshold: 0
+        chain:
+          - %s: other
+        reactions:
+%s""" % (op.lower(), op, fire("/out/" + op.lower())) for op in
+              ("AND", "OR", "AND_NOT", "OR_NOT"))
+
+
+class Chains(ManagerTest):
+    rules_text = OPS_RULES
+
+    def test_each_chain_operator_folds_left_to_right(self):
+        bus = self.start_manager()
+        expected = {  # (x > 0, y > 0) -> ops that fire
+            (1, 1): {"and", "or", "or_not"},
+            (1, 0): {"or", "and_not", "or_not"},
+            (0, 1): {"or"},
+            (0, 0): {"or_not"},
+        }
+        for (x, y), fired in expected.items():
+            bus.seen.clear()
+            bus.send("/t/ops", {"x": x, "y": y})
+            bus.barrier()
+            # Re-fired events come back through the worker: wait for each
+            # expected one, then make sure no other shows up.
+            for op in fired:
+                bus.wait_for(is_event("/out/" + op), what="/out/%s for x=%d y=%d" % (op, x, y))
+            for op in {"and", "or", "and_not", "or_not"} - fired:
+                bus.expect_none(is_event("/out/" + op), within=0.2)
+
+    def test_explain_shows_chain_arithmetic_without_side_effects(self):
+        bus = self.start_manager()
+        status, report = bus.control("explain", {"tag": "/t/ops", "data": {"x": 1, "y": 0}})
+        self.assertEqual(status, "ok", report)
+        rules = {r["name"]: r for r in report["rules"]}
+        r_and = rules["r_and"]
+        self.assertTrue(r_and["own"])
+        self.assertEqual(r_and["chain"], [{"op": "AND", "rule": "other", "before": True,
+                                           "value": False, "after": False}])
+        self.assertFalse(r_and["result"])
+        self.assertEqual(rules["r_or"]["verdict"], "fire")
+        self.assertEqual(rules["r_or"]["reactions"][0]["fn"], FIRE)
+        self.assertEqual(rules["r_or"]["reactions"][0]["args"], {"tag": "/out/or"})
+        self.assertEqual(rules["r_or"]["reactions"][0]["target"], "manager")
+        bus.expect_none(is_event("/out/or"), within=0.3)
+        _, st = bus.control("status")
+        self.assertEqual(st["rules"]["fired"], 0)
+
+
+class ForCooldownKey(ManagerTest):
+    rules_text = """
+/t/for:
+  rules:
+    - three_in_a_row:
+        rule: rules.simple.gt
+        threshold: 5
+        for: 3
+        reactions:
+""" + fire("/out/for") + """
+/t/cool:
+  rules:
+    - once_an_hour:
+        rule: rules.simple.gt
+        threshold: 5
+        cooldown: 1h
+        reactions:
+""" + fire("/out/cool", ", data: {host: '{{event.host}}'}") + """
+/t/region:
+  rules:
+    - busy_region:
+        rule: rules.simple.ge
+        register: registers.aggregate.count
+        period: 3600
+        key: '{{event.data.region}}'
+        threshold: 3
+        reactions:
+""" + fire("/out/region", ", data: {region: '{{event.data.region}}', n: '{{value}}'}")
+
+    def test_for_fires_only_after_n_consecutive_trues(self):
+        bus = self.start_manager()
+        for v in (9, 9, 1, 9, 9):  # the false in the middle resets the streak
+            bus.send("/t/for", v)
+        bus.barrier()
+        bus.expect_none(is_event("/out/for"), within=0.3)
+        bus.send("/t/for", 9)  # third true in a row
+        bus.wait_for(is_event("/out/for"))
+
+    def test_cooldown_silences_a_key_but_not_others(self):
+        bus = self.start_manager()
+        bus.send("/t/cool", 9, host="a")
+        bus.wait_for(lambda t, p: t == "/out/cool" and p["data"]["host"] == "a")
+        bus.send("/t/cool", 9, host="a")
+        bus.send("/t/cool", 9, host="b")
+        bus.wait_for(lambda t, p: t == "/out/cool" and p["data"]["host"] == "b")
+        bus.barrier()
+        bus.expect_none(lambda t, p: t == "/out/cool" and p["data"]["host"] == "a", 0.3)
+
+    def test_key_template_groups_register_state(self):
+        bus = self.start_manager()
+        bus.send("/t/region", {"region": "eu", "value": 1}, host="h1")
+        bus.send("/t/region", {"region": "us", "value": 1}, host="h2")
+        bus.send("/t/region", {"region": "eu", "value": 1}, host="h3")
+        bus.barrier()
+        bus.expect_none(is_event("/out/region"), within=0.2)
+        bus.send("/t/region", {"region": "eu", "value": 1}, host="h4")
+        _, p = bus.wait_for(is_event("/out/region"))
+        self.assertEqual(p["data"], {"region": "eu", "n": 3})
+
+
+class Durability(ManagerTest):
+    rules_text = """
+/t/sum:
+  rules:
+    - total:
+        rule: rules.simple.gt
+        register: registers.aggregate.sum
+        period: 3600
+        threshold: 25
+        reactions:
+""" + fire("/out/sum", ", data: {total: '{{value}}'}")
+
+    def _committed(self, bus):
+        def done():
+            _, st = bus.control("status")
+            return st["registers"]["dirty"] == 0 and st["registers"]["commits"] > 0
+        wait_until(done, what="registers committed")
+
+    def test_registers_survive_kill_9(self):
+        bus = self.start_manager()
+        bus.send("/t/sum", 10, host="web1")
+        bus.send("/t/sum", 10, host="web1")
+        bus.barrier()
+        self._committed(bus)
+        bus = self.restart_manager(sig=signal.SIGKILL)
+        bus.send("/t/sum", 10, host="web1")
+        _, p = bus.wait_for(is_event("/out/sum"))
+        self.assertEqual(p["data"]["total"], 30)
+
+    def test_sigterm_loses_nothing(self):
+        bus = self.start_manager()
+        for _ in range(2):
+            bus.send("/t/sum", 10, host="web2")
+        bus.barrier()
+        bus = self.restart_manager(sig=signal.SIGTERM)
+        bus.send("/t/sum", 10, host="web2")
+        _, p = bus.wait_for(is_event("/out/sum"))
+        self.assertEqual(p["data"]["total"], 30)
+
+    def test_registers_round_trip_through_control(self):
+        bus = self.start_manager()
+        self.assertEqual(bus.control("registers.set", {"scope": "s", "key": "k",
+                                                       "value": {"a": 1}})[0], "ok")
+        self.assertEqual(bus.control("registers.get", {"scope": "s", "key": "k"}),
+                         ("ok", {"a": 1}))
+        status, listing = bus.control("registers.list", {"prefix": "s"})
+        self.assertEqual(status, "ok")
+        self.assertEqual(listing, [{"scope": "s", "key": "k", "value": {"a": 1}}])
+        self.assertEqual(bus.control("registers.del", {"scope": "s", "key": "k"})[0], "ok")
+        self.assertEqual(bus.control("registers.get", {"scope": "s", "key": "k"})[0], "error")
+
+
+class Reload(ManagerTest):
+    rules_text = """
+/t/a:
+  rules:
+    - first:
+        rule: rules.simple.gt
+        threshold: 0
+        reactions:
+""" + fire("/out/first")
+
+    def test_broken_rules_keep_the_old_ones_running(self):
+        bus = self.start_manager()
+        self.write_rules("rules.yaml", "/t/a:\n  rules:\n    - first:\n        rule: [oops\n")
+        status, body = bus.control("reload")
+        self.assertEqual(status, "error")
+        self.assertIn("rules.yaml:4:", body["error"])
+        _, p = bus.wait_for(is_event("/nerve/manager/reload/failed"))
+        self.assertIn("rules.yaml:4:", p["data"]["reason"])
+        bus.send("/t/a", 1)
+        bus.wait_for(is_event("/out/first"))
+        _, st = bus.control("status")
+        self.assertFalse(st["reload"]["ok"])
+        self.assertIn("rules.yaml:4:", st["reload"]["error"])
+
+    def test_unknown_module_names_the_dotted_name_and_directories(self):
+        bus = self.start_manager()
+        self.write_rules("rules.yaml", "/t/a:\n  rules:\n    - first:\n"
+                                       "        rule: rules.nosuch.gt\n")
+        status, body = bus.control("reload")
+        self.assertEqual(status, "error")
+        self.assertIn("rules.nosuch.gt", body["error"])
+        self.assertIn("rules.yaml:4:15", body["error"])
+        self.assertIn(os.environ.get("NERVE_MODULE_BUILD_DIR", "modules"), body["error"])
+
+    def test_sighup_and_file_change_load_new_rules(self):
+        bus = self.start_manager()
+        self.write_rules("more.yaml", "/t/b:\n  rules:\n    - second:\n"
+                                      "        rule: rules.simple.gt\n        threshold: 0\n"
+                                      "        reactions:\n" + fire("/out/second"))
+        # The directory watch picks the file up by itself…
+        def loaded():
+            _, st = bus.control("status")
+            return st["rules"]["count"] == 2
+        wait_until(loaded, what="rules reloaded after a file change")
+        bus.send("/t/b", 1)
+        bus.wait_for(is_event("/out/second"))
+        # …and SIGHUP reloads too.
+        _, before = bus.control("status")
+        self.manager.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: bus.control("status")[1]["reload"]["attempts"] >
+                   before["reload"]["attempts"], what="SIGHUP reload")
+
+
+class BadInput(ManagerTest):
+    rules_text = Reload.rules_text
+
+    def test_garbage_is_counted_by_reason_and_valid_events_still_flow(self):
+        bus = self.start_manager()
+        ok = msgpack.packb({"v": 1, "id": b"0" * 16, "ts": 1, "host": "h", "data": 1})
+        garbage = [
+            [b"/t/a"],                                   # frame_count
+            [b"/t/a", ok, b"extra"],                     # frame_count
+            [b"t/a", ok],                                # tag_no_slash
+            [b"", ok],                                   # tag_empty
+            [b"/t/\xff", ok],                            # tag_utf8
+            [b"/t/a", b"\xc1\xc1"],                      # payload_invalid
+            [b"/t/a", ok[:-3]],                          # payload_truncated
+            [b"/t/a", ok + b"\x00"],                     # payload_trailing
+            [b"/t/a", msgpack.packb([1, 2])],            # payload_not_map
+            [b"/t/a", msgpack.packb({"v": 2, "id": b"0" * 16, "ts": 1, "host": "h",
+                                     "data": 1})],      # v_unsupported
+            [b"/t/a", msgpack.packb({"v": 1, "id": b"0" * 15, "ts": 1, "host": "h",
+                                     "data": 1})],      # id_type
+            [b"/t/a", msgpack.packb({"v": 1, "id": b"0" * 16, "ts": 1, "host": "h",
+                                     "data": 1, "hops": 9})],  # hops_exceeded
+        ]
+        for frames in garbage:
+            bus.send_raw(frames)
+        bus.send("/t/a", 1)
+        bus.wait_for(is_event("/out/first"))
+        _, st = bus.control("status")
+        by = st["events"]["rejected_by"]
+        self.assertEqual(st["events"]["rejected"], len(garbage))
+        self.assertEqual(by.get("frame_count"), 2)
+        for reason in ("tag_no_slash", "tag_empty", "tag_utf8", "payload_invalid",
+                       "payload_truncated", "payload_trailing", "payload_not_map",
+                       "v_unsupported", "id_type", "hops_exceeded"):
+            self.assertEqual(by.get(reason), 1, reason)
+
+    def test_bad_control_requests_get_errors_not_crashes(self):
+        bus = self.start_manager()
+        self.assertEqual(bus.control("nosuchverb")[0], "error")
+        self.assertEqual(bus.control("explain", {"tag": "no-slash"})[0], "error")
+        self.assertEqual(bus.control("registers.get", {"scope": 1})[0], "error")
+        self.assertEqual(bus.control("status")[0], "ok")
+
+
+class Hops(ManagerTest):
+    rules_text = """
+/t/loop:
+  rules:
+    - echo:
+        rule: rules.simple.exists
+        reactions:
+""" + fire("/t/loop", ", data: {value: 1}")
+
+    def test_a_reaction_loop_stops_at_eight_hops(self):
+        bus = self.start_manager()
+        bus.send("/t/loop", {"value": 1})
+        _, p = bus.wait_for(lambda t, p: t == "/t/loop" and p.get("hops") == 8,
+                            what="the 8th hop")
+        wait_until(lambda: bus.control("status")[1]["events"]["rejected_by"]
+                   .get("hops_exceeded") == 1, what="the 9th hop dropped")
+        bus.barrier()
+        bus.expect_none(lambda t, p: t == "/t/loop", within=0.3)
+
+
+class Targets(ManagerTest):
+    rules_text = """
+/t/remote:
+  rules:
+    - remediate:
+        rule: rules.simple.gt
+        threshold: 90
+        reactions:
+          - reactions.cmd.run:
+              target: 'host:{{event.host}}'
+              deadline: 30s
+              argv: [/usr/bin/systemctl, restart, nginx]
+              why: '{{rule}} saw {{value}}'
+          - reactions.cmd.run:
+              target: group:web
+              argv: [/bin/true]
+"""
+
+    def test_targeted_reactions_are_published_with_topic_and_resolved_args(self):
+        bus = self.start_manager()
+        before = time.time_ns()
+        bus.send("/t/remote", 95, host="web1")
+        topic, r = bus.wait_for(lambda t, p: t == "@host/web1/")
+        self.assertEqual(r["v"], 1)
+        self.assertEqual(r["fn"], "reactions.cmd.run")
+        self.assertEqual(r["rule"], "remediate")
+        self.assertEqual(r["args"], {"argv": ["/usr/bin/systemctl", "restart", "nginx"],
+                                     "why": "remediate saw 95"})
+        self.assertEqual(r["event"]["tag"], "/t/remote")
+        self.assertEqual(r["event"]["host"], "web1")
+        self.assertEqual(len(r["id"]), 16)
+        self.assertGreaterEqual(r["deadline"] - before, 29 * 10**9)
+        self.assertLessEqual(r["deadline"] - r["ts"], 30 * 10**9)
+        topic, r = bus.wait_for(lambda t, p: t == "@group/web/")
+        self.assertEqual(r["args"], {"argv": ["/bin/true"]})
+        _, st = bus.control("status")
+        self.assertEqual(st["reactions"]["sent"], 2)
+
+
+if __name__ == "__main__":
+    main()
