@@ -68,7 +68,9 @@ static int s_status(request_t *req)
     regstore_stats(srv->store, &rs);
     uint64_t now = nerve_clock_wall_ns();
 
-    msgpack_pack_map(pk, 10);
+    delivery_stats_t ds;
+    delivery_stats(srv->delivery, &ds);
+    msgpack_pack_map(pk, 11);
     s_kv_str(pk, "daemon", "nerve-manager");
     s_kv_str(pk, "id", srv->cfg->id);
     s_kv_str(pk, "version", NERVE_VERSION);
@@ -102,9 +104,19 @@ static int s_status(request_t *req)
     s_kv_u64(pk, "cooldown", es.suppressed_cooldown);
     s_kv_u64(pk, "blocks", srv->rules ? srv->rules->nblocks : 0);
 
+    s_str(pk, "actors");
+    msgpack_pack_map(pk, 3);
+    s_kv_u64(pk, "live", presence_count(srv->presence));
+    s_kv_u64(pk, "joined", c->actors_joined);
+    s_kv_u64(pk, "lost", c->actors_lost);
+
     s_str(pk, "reactions");
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 12);
     s_kv_u64(pk, "produced", es.reactions);
+    s_kv_u64(pk, "pending", ds.pending);
+    s_kv_u64(pk, "acked", ds.acked);
+    s_kv_u64(pk, "retried", ds.retried);
+    s_kv_u64(pk, "expired", ds.expired);
     s_kv_u64(pk, "sent", c->reactions_sent);
     s_kv_u64(pk, "send_dropped", c->reactions_send_dropped);
     s_kv_u64(pk, "unroutable", c->reactions_unroutable);
@@ -331,6 +343,30 @@ static int s_registers_del(request_t *req)
     return 0;
 }
 
+/* ------------------------------------------------------------------ actors */
+
+static int s_actors(request_t *req)
+{
+    const presence_t *p = req->srv->presence;
+    size_t n = presence_count(p);
+    uint64_t now_ms = nerve_clock_mono_ms();
+    msgpack_pack_array(req->pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const actor_info_t *a = presence_at(p, i);
+        msgpack_pack_map(req->pk, 6);
+        s_kv_str(req->pk, "id", a->id);
+        s_kv_str(req->pk, "version", a->version);
+        s_str(req->pk, "groups");
+        msgpack_pack_array(req->pk, a->ngroups);
+        for (size_t g = 0; g < a->ngroups; g++)
+            s_str(req->pk, a->groups[g]);
+        s_kv_u64(req->pk, "uptime_s", a->uptime_s);
+        s_kv_u64(req->pk, "last_seen_ms_ago", now_ms - a->last_seen_ms);
+        s_kv_u64(req->pk, "joined_ns", a->joined_ns);
+    }
+    return 0;
+}
+
 /* ----------------------------------------------------------------- explain */
 
 static int s_explain(request_t *req)
@@ -369,6 +405,7 @@ static const struct {
     {"registers.set", s_registers_set},
     {"registers.del", s_registers_del},
     {"explain", s_explain},
+    {"actors", s_actors},
 };
 
 static int s_dispatch(request_t *req, const char *verb, size_t vlen)

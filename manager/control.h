@@ -12,6 +12,7 @@
       registers.get  {scope, key}
       registers.set  {scope, key, value}
       registers.del  {scope, key}
+      actors                       live actors: id, groups, version, last seen
       explain        {tag, host, data}   one event through the rules, no
                                          side effects (engine_explain)
 */

@@ -122,6 +122,8 @@ static void s_close_parts(zmq_msg_t *parts, size_t n, size_t max)
         zmq_msg_close(&parts[i]);
 }
 
+static void s_emit_internal(server_t *self, const char *tag, const msgpack_sbuffer *data);
+
 /* --------------------------------------------------------------- reactions */
 
 static bool s_name_ok(const char *s)
@@ -149,19 +151,23 @@ static void s_event_ref(const nerve_event_t *ev, nerve_event_ref_t *ref)
     memcpy(ref->host, ev->host, sizeof ref->host);
 }
 
-static void s_send_remote(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
-                          const nerve_event_t *ev, const msgpack_object *args,
-                          const char *target)
+static void s_unroutable(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
+                         const char *target, const char *why)
+{
+    self->counters.reactions_unroutable++;
+    NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager",
+                 "rule '%s' (%s:%zu): reaction %s: target '%s' %s", rule->name, def->file,
+                 def->line, def->fn, target, why);
+}
+
+/*  Sends one reaction to one topic; host topics are tracked for retry. */
+static void s_send_topic(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
+                         const nerve_event_t *ev, const msgpack_object *args,
+                         const char *topic)
 {
     nerve_reaction_t r;
     memset(&r, 0, sizeof r);
-    if (!s_topic(target, r.topic, sizeof r.topic)) {
-        self->counters.reactions_unroutable++;
-        NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager",
-                     "rule '%s' (%s:%zu): reaction %s: target '%s' cannot be routed", rule->name,
-                     def->file, def->line, def->fn, target);
-        return;
-    }
+    snprintf(r.topic, sizeof r.topic, "%s", topic);
     nerve_wire_new_id(r.id);
     snprintf(r.fn, sizeof r.fn, "%s", def->fn);
     snprintf(r.rule, sizeof r.rule, "%s", rule->name);
@@ -173,16 +179,55 @@ static void s_send_remote(server_t *self, const rule_def_t *rule, const reaction
         self->counters.reactions_unroutable++;
         return;
     }
+    /* Host reactions are tracked before the send: a full queue now is
+       retried like a lost message. */
+    if (strncmp(r.topic, "@host/", 6) == 0)
+        delivery_track(self->delivery, r.topic, r.id, r.rule, r.fn, self->buf.data,
+                       self->buf.size, r.deadline, nerve_clock_mono_ms());
     size_t tl = strlen(r.topic);
     if (zmq_send(self->publisher, r.topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(self->publisher, self->buf.data, self->buf.size, ZMQ_DONTWAIT) < 0) {
         self->counters.reactions_send_dropped++;
         NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager",
-                     "publisher queue full: reaction %s for %s dropped", def->fn, target);
+                     "publisher queue full: reaction %s for %s not sent now", def->fn, topic);
         return;
     }
     self->counters.reactions_sent++;
     s_tap_send(self, r.topic, tl, self->buf.data, self->buf.size);
+}
+
+typedef struct glob_send {
+    server_t *self;
+    const rule_def_t *rule;
+    const reaction_def_t *def;
+    const nerve_event_t *ev;
+    const msgpack_object *args;
+} glob_send_t;
+
+static void s_send_glob_one(void *arg, const actor_info_t *actor)
+{
+    glob_send_t *g = arg;
+    char topic[NERVE_TOPIC_MAX + 1];
+    if (snprintf(topic, sizeof topic, "@host/%s/", actor->id) < (int)sizeof topic)
+        s_send_topic(g->self, g->rule, g->def, g->ev, g->args, topic);
+}
+
+static void s_send_remote(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
+                          const nerve_event_t *ev, const msgpack_object *args,
+                          const char *target)
+{
+    if (strncmp(target, "glob:", 5) == 0 && target[5]) {
+        glob_send_t g = {self, rule, def, ev, args};
+        if (presence_match(self->presence, target + 5, s_send_glob_one, &g) == 0)
+            s_unroutable(self, rule, def, target, "matched no live actor");
+        return;
+    }
+    char topic[NERVE_TOPIC_MAX + 1];
+    if (!s_topic(target, topic, sizeof topic)) {
+        s_unroutable(self, rule, def, target, "cannot be routed");
+        return;
+    }
+    s_send_topic(self, rule, def, ev, args, topic);
 }
 
 static void s_send_local(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
@@ -226,61 +271,58 @@ static void s_on_reaction(void *arg, const rule_def_t *rule, const reaction_def_
 
 /* ------------------------------------------------------------------ events */
 
-/*  Decodes, taps and decides one event given as frames. */
 static void s_handle_event(server_t *self, const nerve_frame_t *frames, size_t n,
-                           zmq_msg_t *msgs)
+                           zmq_msg_t *msgs);
+
+static void s_pack_str(msgpack_packer *pk, const char *k, const char *v)
 {
-    nerve_event_t ev;
-    nerve_wire_reason_t reason = nerve_wire_decode_event(self->decoder, frames, n, &ev);
-    if (reason != NERVE_WIRE_OK) {
-        self->counters.rejected++;
-        self->counters.rejected_by[reason]++;
-        NERVE_LOG_RL(&s_rl_reject, NERVE_LOG_WARN, "manager", "event dropped: %s",
-                     nerve_wire_reason_name(reason));
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_str_with_body(pk, v, strlen(v));
+}
+
+/*  What the manager itself learns from an event: actor heartbeats
+    (presence) and results (delivery acknowledgements). */
+static void s_observe(server_t *self, const nerve_event_t *ev)
+{
+    if (strncmp(ev->tag, "/nerve/result/", 14) == 0) {
+        const msgpack_object *id = nerve_obj_get(&ev->data, "reaction");
+        if (id && id->type == MSGPACK_OBJECT_BIN && id->via.bin.size == NERVE_ID_SIZE)
+            delivery_ack(self->delivery, (const uint8_t *)id->via.bin.ptr);
         return;
     }
-    self->counters.accepted++;
-    if (s_tap_topics > 0) {
-        if (msgs) {
-            zmq_msg_t copy[2];
-            zmq_msg_init(&copy[0]);
-            zmq_msg_init(&copy[1]);
-            zmq_msg_copy(&copy[0], &msgs[0]);
-            zmq_msg_copy(&copy[1], &msgs[1]);
-            if (zmq_msg_send(&copy[0], self->tap, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-                zmq_msg_close(&copy[0]);
-            else if (zmq_msg_send(&copy[1], self->tap, ZMQ_DONTWAIT) >= 0)
-                zmq_msg_init(&copy[1]);
-            zmq_msg_close(&copy[1]);
-        } else {
-            s_tap_send(self, frames[0].data, frames[0].size, frames[1].data, frames[1].size);
-        }
+    if (strncmp(ev->tag, "/nerve/actor/", 13) != 0)
+        return;
+    bool joined;
+    char id[NERVE_HOST_MAX + 1];
+    if (!presence_on_event(self->presence, ev->tag, &ev->data, nerve_clock_mono_ms(), &joined,
+                           id, sizeof id) ||
+        !joined)
+        return;
+    self->counters.actors_joined++;
+    NERVE_INFO("manager", "actor %s joined", id);
+    msgpack_sbuffer data;
+    msgpack_sbuffer_init(&data);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    s_pack_str(&pk, "id", id);
+    msgpack_pack_str_with_body(&pk, "groups", 6);
+    const msgpack_object *groups = nerve_obj_get(&ev->data, "groups");
+    if (groups)
+        msgpack_pack_object(&pk, *groups);
+    else
+        msgpack_pack_array(&pk, 0);
+    char tag[NERVE_TAG_MAX + 64];
+    snprintf(tag, sizeof tag, "/nerve/actor/%s/joined", id);
+    if (strlen(tag) > NERVE_TAG_MAX) { /* an id this long cannot make a tag */
+        msgpack_sbuffer_destroy(&data);
+        return;
     }
-    engine_sink_t sink = {.arg = self, .reaction = s_on_reaction};
-    engine_process(self->engine, &ev, nerve_clock_wall_ns(), &sink);
+    s_emit_internal(self, tag, &data);
+    msgpack_sbuffer_destroy(&data);
 }
 
-static void s_on_events(server_t *self)
-{
-    for (int i = 0; i < BATCH; i++) {
-        zmq_msg_t parts[3];
-        size_t n;
-        if (s_recv_multipart(self->events, parts, 3, &n, ZMQ_DONTWAIT) != 0)
-            break;
-        self->counters.received++;
-        nerve_frame_t frames[3];
-        for (size_t j = 0; j < n && j < 3; j++) {
-            frames[j].data = zmq_msg_data(&parts[j]);
-            frames[j].size = zmq_msg_size(&parts[j]);
-        }
-        s_handle_event(self, frames, n, n == 2 ? parts : NULL);
-        s_close_parts(parts, n, 3);
-    }
-}
-
-/*  Sends an event the manager itself produces (reload failures, …) through
-    the same path as any other: tap, then rules. */
-static void s_emit_internal(server_t *self, const char *tag, const msgpack_sbuffer *data)
+static void s_run_internal(server_t *self, const char *tag, const msgpack_sbuffer *data)
 {
     nerve_event_t ev;
     memset(&ev, 0, sizeof ev);
@@ -299,6 +341,98 @@ static void s_emit_internal(server_t *self, const char *tag, const msgpack_sbuff
         s_handle_event(self, frames, 2, NULL);
     }
     msgpack_sbuffer_destroy(&payload);
+}
+
+/*  Runs queued internal events, in order; each may queue more. */
+static void s_flush_internal(server_t *self)
+{
+    for (size_t i = 0; i < self->ninternal; i++) {
+        internal_event_t ie = self->internal[i];
+        self->handling = true;
+        s_run_internal(self, ie.tag, &ie.data);
+        self->handling = false;
+        msgpack_sbuffer_destroy(&ie.data);
+    }
+    self->ninternal = 0;
+}
+
+/*  Sends an event the manager itself produces (reload failures, actors
+    joined and lost, expired reactions) through the same path as any
+    other: tap, then rules. Inside an event's handling it waits its turn. */
+static void s_emit_internal(server_t *self, const char *tag, const msgpack_sbuffer *data)
+{
+    if (self->ninternal == self->internal_cap) {
+        size_t cap = self->internal_cap ? self->internal_cap * 2 : 16;
+        internal_event_t *grown = realloc(self->internal, cap * sizeof *grown);
+        if (!grown)
+            return;
+        self->internal = grown;
+        self->internal_cap = cap;
+    }
+    internal_event_t *ie = &self->internal[self->ninternal++];
+    snprintf(ie->tag, sizeof ie->tag, "%s", tag);
+    msgpack_sbuffer_init(&ie->data);
+    msgpack_sbuffer_write(&ie->data, data->data, data->size);
+    if (!self->handling)
+        s_flush_internal(self);
+}
+
+/*  Decodes, taps and decides one event given as frames. */
+static void s_handle_event(server_t *self, const nerve_frame_t *frames, size_t n,
+                           zmq_msg_t *msgs)
+{
+    nerve_event_t ev;
+    nerve_wire_reason_t reason = nerve_wire_decode_event(self->decoder, frames, n, &ev);
+    if (reason != NERVE_WIRE_OK) {
+        self->counters.rejected++;
+        self->counters.rejected_by[reason]++;
+        NERVE_LOG_RL(&s_rl_reject, NERVE_LOG_WARN, "manager", "event dropped: %s",
+                     nerve_wire_reason_name(reason));
+        return;
+    }
+    self->counters.accepted++;
+    s_observe(self, &ev);
+    if (s_tap_topics > 0) {
+        if (msgs) {
+            zmq_msg_t copy[2];
+            zmq_msg_init(&copy[0]);
+            zmq_msg_init(&copy[1]);
+            zmq_msg_copy(&copy[0], &msgs[0]);
+            zmq_msg_copy(&copy[1], &msgs[1]);
+            if (zmq_msg_send(&copy[0], self->tap, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+                zmq_msg_close(&copy[0]);
+            else if (zmq_msg_send(&copy[1], self->tap, ZMQ_DONTWAIT) >= 0)
+                zmq_msg_init(&copy[1]);
+            zmq_msg_close(&copy[1]);
+        } else {
+            s_tap_send(self, frames[0].data, frames[0].size, frames[1].data, frames[1].size);
+        }
+    }
+    engine_sink_t sink = {.arg = self, .reaction = s_on_reaction};
+    bool nested = self->handling;
+    self->handling = true;
+    engine_process(self->engine, &ev, nerve_clock_wall_ns(), &sink);
+    self->handling = nested;
+    if (!nested)
+        s_flush_internal(self);
+}
+
+static void s_on_events(server_t *self)
+{
+    for (int i = 0; i < BATCH; i++) {
+        zmq_msg_t parts[3];
+        size_t n;
+        if (s_recv_multipart(self->events, parts, 3, &n, ZMQ_DONTWAIT) != 0)
+            break;
+        self->counters.received++;
+        nerve_frame_t frames[3];
+        for (size_t j = 0; j < n && j < 3; j++) {
+            frames[j].data = zmq_msg_data(&parts[j]);
+            frames[j].size = zmq_msg_size(&parts[j]);
+        }
+        s_handle_event(self, frames, n, n == 2 ? parts : NULL);
+        s_close_parts(parts, n, 3);
+    }
 }
 
 static void s_apply_regset(server_t *self, zmq_msg_t *parts)
@@ -446,8 +580,64 @@ static void s_on_inotify(server_t *self)
     self->reload_due_ms = nerve_clock_mono_ms() + RELOAD_DEBOUNCE_MS;
 }
 
+static void s_on_lost(void *arg, const char *id)
+{
+    server_t *self = arg;
+    self->counters.actors_lost++;
+    NERVE_WARN("manager", "actor %s lost: no heartbeat for three intervals", id);
+    msgpack_sbuffer data;
+    msgpack_sbuffer_init(&data);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    s_pack_str(&pk, "id", id);
+    char tag[NERVE_TAG_MAX + 64];
+    snprintf(tag, sizeof tag, "/nerve/actor/%s/lost", id);
+    if (strlen(tag) > NERVE_TAG_MAX) { /* an id this long cannot make a tag */
+        msgpack_sbuffer_destroy(&data);
+        return;
+    }
+    s_emit_internal(self, tag, &data);
+    msgpack_sbuffer_destroy(&data);
+}
+
+static int s_resend(void *arg, const pending_t *p)
+{
+    server_t *self = arg;
+    size_t tl = strlen(p->topic);
+    if (zmq_send(self->publisher, p->topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->publisher, p->payload, p->payload_len, ZMQ_DONTWAIT) < 0)
+        return NERVE_EFULL;
+    s_tap_send(self, p->topic, tl, p->payload, p->payload_len);
+    return 0;
+}
+
+static void s_on_expired(void *arg, const pending_t *p)
+{
+    server_t *self = arg;
+    char hex[33];
+    NERVE_WARN("manager", "reaction %s (%s, rule '%s') to %s expired after %u tries",
+               nerve_wire_id_hex(p->id, hex), p->fn, p->rule, p->topic, p->tries);
+    msgpack_sbuffer data;
+    msgpack_sbuffer_init(&data);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &data, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    msgpack_pack_str_with_body(&pk, "reaction", 8);
+    msgpack_pack_bin_with_body(&pk, p->id, NERVE_ID_SIZE);
+    s_pack_str(&pk, "target", p->topic);
+    s_pack_str(&pk, "rule", p->rule);
+    s_pack_str(&pk, "fn", p->fn);
+    msgpack_pack_str_with_body(&pk, "tries", 5);
+    msgpack_pack_uint32(&pk, p->tries);
+    s_emit_internal(self, "/nerve/reaction/expired", &data);
+    msgpack_sbuffer_destroy(&data);
+}
+
 static void s_on_tick(server_t *self, uint64_t now_ms)
 {
+    presence_expire(self->presence, now_ms, s_on_lost, self);
+    delivery_tick(self->delivery, now_ms, nerve_clock_wall_ns(), s_resend, s_on_expired, self);
     if (now_ms >= self->next_commit_ms) {
         regstore_flush(self->store);
         self->next_commit_ms = now_ms + self->cfg->commit_interval_ms;
@@ -511,7 +701,9 @@ int server_start(server_t *self, manager_config_t *cfg)
     self->engine = engine_new(self->store);
     self->decoder = nerve_wire_decoder_new();
     self->ctx = zmq_ctx_new();
-    if (!self->engine || !self->decoder || !self->ctx)
+    self->presence = presence_new(cfg->heartbeat_s * 1000);
+    self->delivery = delivery_new();
+    if (!self->engine || !self->decoder || !self->ctx || !self->presence || !self->delivery)
         return NERVE_ENOMEM;
     self->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     int rc = server_reload(self, "start");
@@ -591,6 +783,13 @@ void server_stop(server_t *self)
     ruleset_unref(&self->rules);
     nerve_wire_decoder_destroy(&self->decoder);
     msgpack_sbuffer_destroy(&self->buf);
+    presence_destroy(&self->presence);
+    delivery_destroy(&self->delivery);
+    for (size_t i = 0; i < self->ninternal; i++)
+        msgpack_sbuffer_destroy(&self->internal[i].data);
+    free(self->internal);
+    self->internal = NULL;
+    self->ninternal = 0;
     if (self->inotify_fd >= 0)
         close(self->inotify_fd);
     self->inotify_fd = -1;

@@ -22,7 +22,9 @@
 #include <nerve/wire.h>
 
 #include "config.h"
+#include "delivery.h"
 #include "engine.h"
+#include "presence.h"
 #include "regstore.h"
 #include "rules.h"
 #include "worker.h"
@@ -47,7 +49,16 @@ typedef struct server_counters {
     uint64_t reactions_local;        /* queued for the worker */
     uint64_t reactions_local_refused;/* worker queue full */
     uint64_t control_requests;
+    uint64_t actors_joined;
+    uint64_t actors_lost;
 } server_counters_t;
+
+/*  An event the manager produced itself, waiting to go through the rules
+    once the event being handled is done (they share the decoder). */
+typedef struct internal_event {
+    char tag[NERVE_TAG_MAX + 1];
+    msgpack_sbuffer data;
+} internal_event_t;
 
 typedef struct server {
     manager_config_t *cfg;
@@ -60,6 +71,11 @@ typedef struct server {
     worker_t *worker;
     nerve_wire_decoder_t *decoder;
     msgpack_sbuffer buf;
+    presence_t *presence;
+    delivery_t *delivery;
+    internal_event_t *internal;   /* queue of internal events */
+    size_t ninternal, internal_cap;
+    bool handling;                /* inside s_handle_event */
     int inotify_fd;
     uint64_t reload_due_ms;     /* a file changed: reload at this time */
     uint64_t next_commit_ms;
