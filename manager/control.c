@@ -279,27 +279,32 @@ static int s_registers_list(request_t *req)
     return 0;
 }
 
-static int s_register_key(request_t *req, char *skey, size_t size, size_t *len)
+typedef struct regkey {
+    char scope[256];
+    char key[256];
+    char bytes[600]; /* "R" scope "\0" key, not NUL-terminated */
+    size_t len;
+} regkey_t;
+
+static int s_register_key(request_t *req, regkey_t *rk)
 {
-    char scope[256], key[256];
-    if (!s_arg_str(req, "scope", scope, sizeof scope, true) ||
-        !s_arg_str(req, "key", key, sizeof key, true))
+    if (!s_arg_str(req, "scope", rk->scope, sizeof rk->scope, true) ||
+        !s_arg_str(req, "key", rk->key, sizeof rk->key, true))
         return NERVE_EINVAL;
-    *len = engine_register_key('R', scope, key, skey, size);
+    rk->len = engine_register_key('R', rk->scope, rk->key, rk->bytes, sizeof rk->bytes);
     return 0;
 }
 
 static int s_registers_get(request_t *req)
 {
-    char skey[600];
-    size_t len;
+    regkey_t rk;
     const void *v;
     size_t vl;
-    if (s_register_key(req, skey, sizeof skey, &len) != 0)
+    if (s_register_key(req, &rk) != 0)
         return NERVE_EINVAL;
-    if (regstore_get(req->srv->store, skey, len, &v, &vl) != 0) {
-        snprintf(req->error, sizeof req->error, "no register %.255s %.255s", skey + 1,
-                 skey + 2 + strlen(skey + 1));
+    if (regstore_get(req->srv->store, rk.bytes, rk.len, &v, &vl) != 0) {
+        snprintf(req->error, sizeof req->error, "no register '%s' with key '%s'", rk.scope,
+                 rk.key);
         return NERVE_ENOENT;
     }
     s_pack_state(req->pk, v, vl);
@@ -308,9 +313,8 @@ static int s_registers_get(request_t *req)
 
 static int s_registers_set(request_t *req)
 {
-    char skey[600];
-    size_t len;
-    if (s_register_key(req, skey, sizeof skey, &len) != 0)
+    regkey_t rk;
+    if (s_register_key(req, &rk) != 0)
         return NERVE_EINVAL;
     const msgpack_object *value = nerve_obj_get(req->args, "value");
     if (!value) {
@@ -322,7 +326,7 @@ static int s_registers_set(request_t *req)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
     msgpack_pack_object(&pk, *value);
-    int rc = regstore_put(req->srv->store, skey, len, buf.data, buf.size);
+    int rc = regstore_put(req->srv->store, rk.bytes, rk.len, buf.data, buf.size);
     msgpack_sbuffer_destroy(&buf);
     if (rc == 0)
         rc = regstore_flush(req->srv->store);
@@ -332,11 +336,10 @@ static int s_registers_set(request_t *req)
 
 static int s_registers_del(request_t *req)
 {
-    char skey[600];
-    size_t len;
-    if (s_register_key(req, skey, sizeof skey, &len) != 0)
+    regkey_t rk;
+    if (s_register_key(req, &rk) != 0)
         return NERVE_EINVAL;
-    int rc = regstore_del(req->srv->store, skey, len);
+    int rc = regstore_del(req->srv->store, rk.bytes, rk.len);
     if (rc == 0)
         regstore_flush(req->srv->store);
     msgpack_pack_true(req->pk);

@@ -83,6 +83,12 @@ static int s_emit_packed(thread_ctx_t *t, const char *tag, const void *data, siz
     ev.data_raw = data;
     ev.data_raw_len = len;
     ev.hops = job ? job->hops + 1 : 0;
+    if (ev.hops > NERVE_HOPS_MAX) {
+        NERVE_LOG_RL(&t->worker->rl_emit, NERVE_LOG_WARN, "worker",
+                     "%s not fired: it would be hop %u (a reaction loop?); the limit is %d",
+                     tag, ev.hops, NERVE_HOPS_MAX);
+        return NERVE_ERANGE;
+    }
     msgpack_sbuffer payload;
     msgpack_sbuffer_init(&payload);
     int rc = nerve_wire_encode_event(&ev, &payload);

@@ -13,7 +13,8 @@
       abi_minor <= the loader's NERVE_MODULE_ABI_MINOR, size >= the size the
       loader knows, role and name equal to the file's place
       (<dir>/<role>/<name>.so), a non-empty function table without
-      duplicate names.
+      duplicate names, every entry with a name of [A-Za-z0-9_-], a
+      function pointer and a doc line.
 
     It also refuses a file, or the directory holding it, that group or
     others may write: whoever can write there could run code as nerve.
@@ -279,6 +280,21 @@ typedef const nerve_module_t *(*nerve_module_entry_t)(void);
 
    Threading: a set is used from one thread at a time; resolved function
    pointers may be called from any thread.
+
+   Sets share files: a file (device and inode) is loaded once per process
+   however many sets hold it. Its init() runs when the first set loads it,
+   its fini() when the last set holding it is destroyed.
+
+   Replacing a module: write the new file under another name in the same
+   directory and rename(2) it over the old one (install(1) does this).
+   Never rewrite a module file in place (cp onto it, an editor): a loaded
+   .so is mapped into the running daemon and must not change under it.
+   Renamed over, the old file lives on for the running set while the next
+   reload loads the new one.
+
+   The loader opens the directories and the file (the file itself must not
+   be a symbolic link; a directory may be), checks them with fstat() and
+   dlopen()s the open file through /proc/self/fd, so /proc must be mounted.
    ------------------------------------------------------------------------ */
 typedef struct nerve_modset nerve_modset_t;
 
@@ -291,11 +307,13 @@ typedef struct nerve_resolved {
 } nerve_resolved_t;
 
 /*  Creates an empty set searching `dirs` (ndirs entries, copied) in order.
-    Returns NULL on OOM. */
+    Returns NULL on OOM, or (logged) when a directory is NULL, empty or
+    longer than PATH_MAX - 300 bytes. */
 nerve_modset_t *nerve_modset_new(const char *const *dirs, size_t ndirs);
 
-/*  Runs each loaded module's fini, dlcloses them, frees the set and sets
-    *self to NULL. Safe on NULL and twice. */
+/*  Lets go of every module the set loaded (the last set holding a file
+    runs its fini and dlcloses it), frees the set and sets *self to NULL.
+    Safe on NULL and twice. */
 void nerve_modset_destroy(nerve_modset_t **self);
 
 /*  Resolves a dotted name "role.module.function" (role may be "register").
@@ -305,10 +323,15 @@ void nerve_modset_destroy(nerve_modset_t **self);
       NERVE_EINVAL   the name is not role.module.function
       NERVE_ENOENT   no such module along the path / no such function
       NERVE_EABI     wrong magic, ABI version or descriptor size
-      NERVE_EPERM    the file or its directory is writable by group/others
+      NERVE_EPERM    the file, its role directory or the search directory
+                     holding that is writable by group/others
       NERVE_EINVAL   role or name in the descriptor disagree with the path,
                      empty or duplicate function table, dlopen failed
-    A module refused once stays refused in this set. */
+      NERVE_EPERM    the file is a symbolic link
+      NERVE_EIO      the file is there but cannot be opened or checked
+      NERVE_EMODULE  the module's init() returned non-zero
+    A module refused once stays refused in this set, with the same reason,
+    until the set is destroyed (a reload builds a new set). */
 int nerve_modset_resolve(nerve_modset_t *self, const char *dotted, nerve_resolved_t *out,
                          char *err, size_t errsize);
 
@@ -321,7 +344,7 @@ int nerve_modset_resolve_role(nerve_modset_t *self, nerve_role_t role, const cha
 int nerve_modset_load_file(nerve_modset_t *self, const char *path, const nerve_module_t **out,
                            char *err, size_t errsize);
 
-/*  Loads every <dir>/<role>/*.so under the path. Refused files are
+/*  Loads every <dir>/<role>/<name>.so file under the path. Refused files are
     reported through `on_error` (may be NULL) and skipped. Returns the
     number loaded, or a negative nerve_err. */
 int nerve_modset_load_all(nerve_modset_t *self,

@@ -57,13 +57,16 @@ int nerve_tmpl_compile(const msgpack_object *src, nerve_tmpl_t **out, char *err,
 /*  True if the tree contains at least one template reference. */
 bool nerve_tmpl_has_refs(const nerve_tmpl_t *self);
 
-/*  Renders into *out, allocating from zone. 0 or NERVE_ENOMEM. */
+/*  Renders into *out, allocating from zone. 0, NERVE_ENOMEM, NERVE_ERANGE
+    (a referenced value nests deeper than NERVE_OBJ_DEPTH_MAX) or
+    NERVE_EINVAL (NULL self or zone); *out is NIL on error. */
 int nerve_tmpl_render(const nerve_tmpl_t *self, const nerve_tmpl_ctx_t *ctx,
                       msgpack_zone *zone, msgpack_object *out);
 
 /*  Renders a single string template (e.g. a rule's `key:`) into buf as
-    text. Returns 0, NERVE_ERANGE if it did not fit (truncated). The
-    template must have been compiled from a str. */
+    text. Returns 0, NERVE_ERANGE if it did not fit (truncated, never
+    inside a UTF-8 character). The template must have been compiled from
+    a str (NERVE_EINVAL otherwise, buf then holds ""). */
 int nerve_tmpl_render_text(const nerve_tmpl_t *self, const nerve_tmpl_ctx_t *ctx, char *buf,
                            size_t bufsize);
 

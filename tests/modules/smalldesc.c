@@ -1,0 +1,29 @@
+/*  smalldesc.c — loader test: descriptor claims fewer bytes than the loader reads (refused,
+    NERVE_EABI). */
+#include <nerve/module.h>
+
+static int s_yes(const nerve_rule_call_t *call, bool *result)
+{
+    *result = true;
+    return NERVE_OK;
+}
+
+static const nerve_module_fn_t s_functions[] = {
+    {"yes", {.rule = s_yes}, "always true", NULL, NULL},
+    {NULL},
+};
+
+static const nerve_module_t s_module = {
+    NERVE_MODULE_MAGIC,
+    NERVE_MODULE_ABI_MAJOR,
+    NERVE_MODULE_ABI_MINOR,
+    8,
+    NERVE_ROLE_RULES,
+    "smalldesc",
+    "1.0.0",
+    s_functions,
+    NULL,
+    NULL,
+};
+
+NERVE_MODULE_EXPORT(s_module)
