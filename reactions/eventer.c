@@ -21,8 +21,8 @@
 
 #include <nerve/module.h>
 
-#define S_API_HAS(api, member)                                                                \
-    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&    \
+#define S_API_HAS(api, member)                                                                     \
+    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
      (api)->member)
 
 static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
@@ -46,8 +46,8 @@ static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
 /*  Copies the `tag` arg into buf and checks it. Returns 0, or a negative
     nerve_err with a reason in why. A template is accepted unchecked when
     `templates` is set (at load time, before rendering). */
-static int s_tag(const msgpack_object *args, bool templates, char *buf, size_t bufsize,
-                 char *why, size_t whysize)
+static int s_tag(const msgpack_object *args, bool templates, char *buf, size_t bufsize, char *why,
+                 size_t whysize)
 {
     const msgpack_object *t = nerve_obj_get(args, "tag");
     const char *s;
@@ -104,8 +104,10 @@ static int s_fire_event(nerve_reaction_call_t *call)
 }
 
 static const nerve_module_fn_t s_functions[] = {
-    {"fire_event", {.reaction = s_fire_event},
-     "emits event `tag` with `data` (default {}) back into the manager", s_prepare_fire_event,
+    {"fire_event",
+     {.reaction = s_fire_event},
+     "emits event `tag` with `data` (default {}) back into the manager",
+     s_prepare_fire_event,
      NULL},
     {NULL, {NULL}, NULL, NULL, NULL},
 };

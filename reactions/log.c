@@ -55,8 +55,7 @@ static int s_level(const msgpack_object *args, bool templates, nerve_log_level_t
     return nerve_log_level_parse(name, level) == 0 ? 0 : NERVE_EINVAL;
 }
 
-static int s_prepare_write(const msgpack_object *args, void **prepared, char *err,
-                           size_t errsize)
+static int s_prepare_write(const msgpack_object *args, void **prepared, char *err, size_t errsize)
 {
     *prepared = NULL;
     const msgpack_object *m = nerve_obj_get(args, "message");
@@ -119,9 +118,11 @@ static int s_write(nerve_reaction_call_t *call)
 }
 
 static const nerve_module_fn_t s_functions[] = {
-    {"write", {.reaction = s_write},
+    {"write",
+     {.reaction = s_write},
      "logs `message` at `level` (info) with the rule and event; output = the message",
-     s_prepare_write, NULL},
+     s_prepare_write,
+     NULL},
     {NULL, {NULL}, NULL, NULL, NULL},
 };
 

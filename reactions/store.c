@@ -24,8 +24,8 @@
 
 #define S_NAME_MAX 255
 
-#define S_API_HAS(api, member)                                                                \
-    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&    \
+#define S_API_HAS(api, member)                                                                     \
+    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
      (api)->member)
 
 static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
@@ -71,8 +71,7 @@ static int s_name(const msgpack_object *args, const char *key, char *buf, size_t
     return 0;
 }
 
-static int s_prepare_set(const msgpack_object *args, void **prepared, char *err,
-                         size_t errsize)
+static int s_prepare_set(const msgpack_object *args, void **prepared, char *err, size_t errsize)
 {
     *prepared = NULL;
     char name[S_NAME_MAX + 1];
@@ -118,9 +117,11 @@ static int s_set(nerve_reaction_call_t *call)
 }
 
 static const nerve_module_fn_t s_functions[] = {
-    {"set", {.reaction = s_set},
+    {"set",
+     {.reaction = s_set},
      "stores `value` in register scope `register` under `key` (default: the event's host)",
-     s_prepare_set, NULL},
+     s_prepare_set,
+     NULL},
     {NULL, {NULL}, NULL, NULL, NULL},
 };
 

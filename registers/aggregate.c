@@ -62,12 +62,12 @@
 #include <nerve/conf.h>
 #include <nerve/module.h>
 
-#define S_VERSION 1
-#define S_BUCKETS 60u
-#define S_SAMPLES 256u
+#define S_VERSION          1
+#define S_BUCKETS          60u
+#define S_SAMPLES          256u
 #define S_PERIOD_DEFAULT_S 60.0
-#define S_PERIOD_MAX_S (366.0 * 86400.0)
-#define S_ALPHA_DEFAULT 0.3
+#define S_PERIOD_MAX_S     (366.0 * 86400.0)
+#define S_ALPHA_DEFAULT    0.3
 
 typedef enum {
     S_AVG = 1,
@@ -83,9 +83,11 @@ typedef enum {
 } s_fn_t;
 
 static const char *const s_fn_names[] = {
-    [S_AVG] = "avg",   [S_SUM] = "sum",   [S_COUNT] = "count", [S_MIN] = "min",
-    [S_MAX] = "max",   [S_LAST] = "last", [S_RATE] = "rate",   [S_DELTA] = "delta",
-    [S_EWMA] = "ewma", [S_PERCENTILE] = "percentile",
+    [S_AVG] = "avg",     [S_SUM] = "sum",
+    [S_COUNT] = "count", [S_MIN] = "min",
+    [S_MAX] = "max",     [S_LAST] = "last",
+    [S_RATE] = "rate",   [S_DELTA] = "delta",
+    [S_EWMA] = "ewma",   [S_PERCENTILE] = "percentile",
 };
 
 /*  Params, checked once by prepare(). */
@@ -102,7 +104,7 @@ typedef struct s_header {
     uint8_t ring_start; /* percentile: slot of the oldest sample */
     uint32_t nsamples;  /* percentile: samples in the ring */
     uint64_t width_ns;
-    uint64_t last_ns;   /* receive time of the newest sample; never goes back */
+    uint64_t last_ns; /* receive time of the newest sample; never goes back */
 } s_header_t;
 
 _Static_assert(sizeof(s_header_t) == 24, "the state header is 24 bytes on every ABI");
@@ -113,10 +115,14 @@ enum { F_SUM = 0, F_MIN = 0, F_MAX = 0, F_FIRST = 0, F_LAST = 1, F_INC = 2 };
 static unsigned s_nfields(s_fn_t fn)
 {
     switch (fn) {
-    case S_COUNT: return 0;
-    case S_DELTA: return 2;
-    case S_RATE: return 3;
-    default: return 1;
+    case S_COUNT:
+        return 0;
+    case S_DELTA:
+        return 2;
+    case S_RATE:
+        return 3;
+    default:
+        return 1;
     }
 }
 
@@ -214,8 +220,7 @@ static int s_parse_period(const char *name, const msgpack_object *params, uint64
     }
     if (!(s > 0) || s > S_PERIOD_MAX_S)
         return s_fail(NERVE_ERANGE, err, errsize,
-                      "%s: 'period' must be more than 0 and at most 366 days (got %g s)", name,
-                      s);
+                      "%s: 'period' must be more than 0 and at most 366 days (got %g s)", name, s);
     *period_ns = (uint64_t)(s * 1e9);
     return 0;
 }
@@ -238,8 +243,8 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
         if (a && !nerve_obj_number(a, &out->alpha))
             return s_fail(NERVE_EINVAL, err, errsize, "ewma: 'alpha' must be a number");
         if (!(out->alpha > 0 && out->alpha <= 1))
-            return s_fail(NERVE_ERANGE, err, errsize,
-                          "ewma needs 0 < 'alpha' <= 1 (got %g)", out->alpha);
+            return s_fail(NERVE_ERANGE, err, errsize, "ewma needs 0 < 'alpha' <= 1 (got %g)",
+                          out->alpha);
     }
     if (fn == S_PERCENTILE) {
         const msgpack_object *p = nerve_obj_get(params, "p");
@@ -247,8 +252,8 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
             return s_fail(NERVE_EINVAL, err, errsize,
                           "percentile needs 'p' (a number from 0 to 100)");
         if (!(out->p >= 0 && out->p <= 100))
-            return s_fail(NERVE_ERANGE, err, errsize,
-                          "percentile needs 'p' from 0 to 100 (got %g)", out->p);
+            return s_fail(NERVE_ERANGE, err, errsize, "percentile needs 'p' from 0 to 100 (got %g)",
+                          out->p);
     }
     return 0;
 }
@@ -259,9 +264,9 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
 typedef struct s_window {
     s_fn_t fn;
     s_header_t h;
-    uint8_t *buckets;  /* S_BUCKETS × stride (percentile: × u16) */
+    uint8_t *buckets; /* S_BUCKETS × stride (percentile: × u16) */
     size_t stride;
-    uint8_t *samples;  /* percentile: S_SAMPLES × f64 */
+    uint8_t *samples; /* percentile: S_SAMPLES × f64 */
 } s_window_t;
 
 static void s_window_map(s_window_t *w, s_fn_t fn, uint8_t *state)
@@ -383,9 +388,15 @@ static void s_window_add(s_window_t *w, double x)
     bool first = c == 0;
     switch (w->fn) {
     case S_AVG:
-    case S_SUM: s_put_f64(f + 8 * F_SUM, first ? x : s_f64(f + 8 * F_SUM) + x); break;
-    case S_MIN: s_put_f64(f + 8 * F_MIN, first ? x : fmin(s_f64(f + 8 * F_MIN), x)); break;
-    case S_MAX: s_put_f64(f + 8 * F_MAX, first ? x : fmax(s_f64(f + 8 * F_MAX), x)); break;
+    case S_SUM:
+        s_put_f64(f + 8 * F_SUM, first ? x : s_f64(f + 8 * F_SUM) + x);
+        break;
+    case S_MIN:
+        s_put_f64(f + 8 * F_MIN, first ? x : fmin(s_f64(f + 8 * F_MIN), x));
+        break;
+    case S_MAX:
+        s_put_f64(f + 8 * F_MAX, first ? x : fmax(s_f64(f + 8 * F_MAX), x));
+        break;
     case S_RATE:
         if (first) {
             /* Where in the bucket the first sample fell, so rate divides by
@@ -405,7 +416,8 @@ static void s_window_add(s_window_t *w, double x)
             s_put_f64(f + 8 * F_FIRST, x);
         s_put_f64(f + 8 * F_LAST, x);
         break;
-    default: break;
+    default:
+        break;
     }
     s_put_u32(b, c == UINT32_MAX ? c : c + 1);
 }
@@ -482,14 +494,20 @@ static bool s_window_read(const s_window_t *w, const s_params_t *p, msgpack_obje
         double v = s_f64(f); /* field 0: sum, min, max or first */
         switch (w->fn) {
         case S_AVG:
-        case S_SUM: acc += v; break;
-        case S_MIN: acc = count ? fmin(acc, v) : v; break;
-        case S_MAX: acc = count ? fmax(acc, v) : v; break;
+        case S_SUM:
+            acc += v;
+            break;
+        case S_MIN:
+            acc = count ? fmin(acc, v) : v;
+            break;
+        case S_MAX:
+            acc = count ? fmax(acc, v) : v;
+            break;
         case S_RATE:
             if (count == 0) {
                 uint64_t start = (head + i - S_BUCKETS) * w->h.width_ns;
-                first_ns = start + (uint64_t)(((unsigned __int128)s_u32(b + 4) *
-                                               w->h.width_ns) >> 32);
+                first_ns =
+                    start + (uint64_t)(((unsigned __int128)s_u32(b + 4) * w->h.width_ns) >> 32);
             } else {
                 acc += v >= last ? v - last : v; /* between buckets */
             }
@@ -500,14 +518,21 @@ static bool s_window_read(const s_window_t *w, const s_params_t *p, msgpack_obje
                 first = v;
             last = s_f64(f + 8 * F_LAST);
             break;
-        default: break;
+        default:
+            break;
         }
         count += c;
     }
     switch (w->fn) {
-    case S_AVG: *out = nerve_obj_double_new(count ? acc / (double)count : 0); return true;
-    case S_COUNT: *out = nerve_obj_int_new((int64_t)count); return true;
-    case S_DELTA: *out = nerve_obj_double_new(last - first); return true;
+    case S_AVG:
+        *out = nerve_obj_double_new(count ? acc / (double)count : 0);
+        return true;
+    case S_COUNT:
+        *out = nerve_obj_int_new((int64_t)count);
+        return true;
+    case S_DELTA:
+        *out = nerve_obj_double_new(last - first);
+        return true;
     case S_RATE: {
         uint64_t end = w->h.last_ns;
         if (count < 2 || first_ns >= end)
@@ -515,7 +540,9 @@ static bool s_window_read(const s_window_t *w, const s_params_t *p, msgpack_obje
         *out = nerve_obj_double_new(acc / ((double)(end - first_ns) / 1e9));
         return true;
     }
-    default: *out = nerve_obj_double_new(acc); return true;
+    default:
+        *out = nerve_obj_double_new(acc);
+        return true;
     }
 }
 
@@ -608,15 +635,15 @@ static void s_release(void *prepared)
     free(prepared);
 }
 
-#define S_REGISTER(name, fn)                                                                  \
-    static int s_##name(nerve_register_call_t *call)                                          \
-    {                                                                                         \
-        return s_aggregate(fn, call);                                                         \
-    }                                                                                         \
-    static int s_prepare_##name(const msgpack_object *params, void **prepared, char *err,    \
-                                size_t errsize)                                               \
-    {                                                                                         \
-        return s_prepare(fn, params, prepared, err, errsize);                                 \
+#define S_REGISTER(name, fn)                                                                       \
+    static int s_##name(nerve_register_call_t *call)                                               \
+    {                                                                                              \
+        return s_aggregate(fn, call);                                                              \
+    }                                                                                              \
+    static int s_prepare_##name(const msgpack_object *params, void **prepared, char *err,          \
+                                size_t errsize)                                                    \
+    {                                                                                              \
+        return s_prepare(fn, params, prepared, err, errsize);                                      \
     }
 
 S_REGISTER(avg, S_AVG)
@@ -631,26 +658,44 @@ S_REGISTER(ewma, S_EWMA)
 S_REGISTER(percentile, S_PERCENTILE)
 
 static const nerve_module_fn_t s_functions[] = {
-    {"avg", {.reg = s_avg}, "mean over the last `period` seconds (default 60)", s_prepare_avg,
+    {"avg",
+     {.reg = s_avg},
+     "mean over the last `period` seconds (default 60)",
+     s_prepare_avg,
      s_release},
     {"sum", {.reg = s_sum}, "sum over the last `period` seconds", s_prepare_sum, s_release},
-    {"count", {.reg = s_count}, "number of values in the last `period` seconds (an integer)",
-     s_prepare_count, s_release},
-    {"min", {.reg = s_min}, "smallest value in the last `period` seconds", s_prepare_min,
+    {"count",
+     {.reg = s_count},
+     "number of values in the last `period` seconds (an integer)",
+     s_prepare_count,
      s_release},
-    {"max", {.reg = s_max}, "largest value in the last `period` seconds", s_prepare_max,
+    {"min",
+     {.reg = s_min},
+     "smallest value in the last `period` seconds",
+     s_prepare_min,
      s_release},
+    {"max", {.reg = s_max}, "largest value in the last `period` seconds", s_prepare_max, s_release},
     {"last", {.reg = s_last}, "the value itself, as a float", s_prepare_last, s_release},
-    {"rate", {.reg = s_rate},
+    {"rate",
+     {.reg = s_rate},
      "per-second increase of a counter over `period` seconds, resets counted from 0",
-     s_prepare_rate, s_release},
-    {"delta", {.reg = s_delta}, "newest minus oldest value in the last `period` seconds",
-     s_prepare_delta, s_release},
-    {"ewma", {.reg = s_ewma}, "exponentially weighted moving average, weight `alpha` (0.3)",
-     s_prepare_ewma, s_release},
-    {"percentile", {.reg = s_percentile},
+     s_prepare_rate,
+     s_release},
+    {"delta",
+     {.reg = s_delta},
+     "newest minus oldest value in the last `period` seconds",
+     s_prepare_delta,
+     s_release},
+    {"ewma",
+     {.reg = s_ewma},
+     "exponentially weighted moving average, weight `alpha` (0.3)",
+     s_prepare_ewma,
+     s_release},
+    {"percentile",
+     {.reg = s_percentile},
      "`p`th percentile (0-100) of the last `period` seconds (newest 256 values)",
-     s_prepare_percentile, s_release},
+     s_prepare_percentile,
+     s_release},
     {NULL, {NULL}, NULL, NULL, NULL},
 };
 

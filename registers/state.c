@@ -44,14 +44,14 @@
 #include <nerve/conf.h>
 #include <nerve/module.h>
 
-#define S_VERSION 1
-#define S_RAW_MAX 64
-#define S_BUCKETS 60u
+#define S_VERSION          1
+#define S_RAW_MAX          64
+#define S_BUCKETS          60u
 #define S_PERIOD_DEFAULT_S 60.0
-#define S_PERIOD_MAX_S (366.0 * 86400.0)
-#define S_LIMIT_DEFAULT 5.0
-#define S_FNV_OFFSET 14695981039346656037ull
-#define S_FNV_PRIME 1099511628211ull
+#define S_PERIOD_MAX_S     (366.0 * 86400.0)
+#define S_LIMIT_DEFAULT    5.0
+#define S_FNV_OFFSET       14695981039346656037ull
+#define S_FNV_PRIME        1099511628211ull
 
 typedef enum { S_CHANGED = 1, S_FLAPPING = 2 } s_fn_t;
 enum { S_ENC_RAW = 0, S_ENC_HASH = 1 };
@@ -66,7 +66,7 @@ typedef struct s_header {
     uint8_t fn;
     uint8_t nbuckets;
     uint8_t encoding;
-    uint32_t changes;  /* in the window: the sum of the buckets */
+    uint32_t changes; /* in the window: the sum of the buckets */
     uint64_t width_ns;
     uint64_t last_ns;
 } s_header_t;
@@ -74,7 +74,7 @@ typedef struct s_header {
 _Static_assert(sizeof(s_header_t) == 24, "the state header is 24 bytes on every ABI");
 
 #define S_CHANGED_HEAD 3
-#define S_FLAP_HEAD (sizeof(s_header_t) + S_BUCKETS * 4)
+#define S_FLAP_HEAD    (sizeof(s_header_t) + S_BUCKETS * 4)
 
 /* --- the value's identity --- */
 
@@ -83,7 +83,7 @@ _Static_assert(sizeof(s_header_t) == 24, "the state header is 24 bytes on every 
 typedef struct s_ident {
     uint8_t encoding;
     uint8_t bytes[S_RAW_MAX];
-    size_t len;     /* of the whole encoding, may exceed S_RAW_MAX */
+    size_t len; /* of the whole encoding, may exceed S_RAW_MAX */
     uint64_t hash;
 } s_ident_t;
 
@@ -116,8 +116,12 @@ static void s_pack_canonical(msgpack_packer *pk, const msgpack_object *o)
         }
         break;
     }
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: msgpack_pack_uint64(pk, o->via.u64); break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: msgpack_pack_int64(pk, o->via.i64); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        msgpack_pack_uint64(pk, o->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        msgpack_pack_int64(pk, o->via.i64);
+        break;
     case MSGPACK_OBJECT_ARRAY:
         msgpack_pack_array(pk, o->via.array.size);
         for (uint32_t i = 0; i < o->via.array.size; i++)
@@ -130,7 +134,9 @@ static void s_pack_canonical(msgpack_packer *pk, const msgpack_object *o)
             s_pack_canonical(pk, &o->via.map.ptr[i].val);
         }
         break;
-    default: msgpack_pack_object(pk, *o); break;
+    default:
+        msgpack_pack_object(pk, *o);
+        break;
     }
 }
 
@@ -203,13 +209,11 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
                           "flapping: 'period' is not a duration (e.g. 60, \"30s\", \"5m\")");
         s = (double)ms / 1e3;
     } else if (o && !nerve_obj_number(o, &s)) {
-        return s_fail(NERVE_EINVAL, err, errsize,
-                      "flapping needs 'period' (seconds, a number)");
+        return s_fail(NERVE_EINVAL, err, errsize, "flapping needs 'period' (seconds, a number)");
     }
     if (!(s > 0) || s > S_PERIOD_MAX_S)
         return s_fail(NERVE_ERANGE, err, errsize,
-                      "flapping: 'period' must be more than 0 and at most 366 days (got %g s)",
-                      s);
+                      "flapping: 'period' must be more than 0 and at most 366 days (got %g s)", s);
     uint64_t period_ns = (uint64_t)(s * 1e9);
     out->width_ns = period_ns / S_BUCKETS ? period_ns / S_BUCKETS : 1;
 
@@ -218,8 +222,8 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
     if (l && !nerve_obj_number(l, &out->limit))
         return s_fail(NERVE_EINVAL, err, errsize, "flapping: 'limit' must be a number");
     if (!(out->limit >= 0 && out->limit < 4294967295.0))
-        return s_fail(NERVE_ERANGE, err, errsize,
-                      "flapping: 'limit' must be 0 or more (got %g)", out->limit);
+        return s_fail(NERVE_ERANGE, err, errsize, "flapping: 'limit' must be 0 or more (got %g)",
+                      out->limit);
     return 0;
 }
 
@@ -234,10 +238,9 @@ static int s_changed_run(nerve_register_call_t *call)
     s_ident_of(v, &id);
     const uint8_t *old = call->state;
     bool known = old && call->state_len > S_CHANGED_HEAD && old[0] == S_VERSION &&
-                 old[1] == S_CHANGED &&
-                 s_ident_valid(old[2], call->state_len - S_CHANGED_HEAD);
-    bool same = known && s_ident_same(&id, old[2], old + S_CHANGED_HEAD,
-                                      call->state_len - S_CHANGED_HEAD);
+                 old[1] == S_CHANGED && s_ident_valid(old[2], call->state_len - S_CHANGED_HEAD);
+    bool same =
+        known && s_ident_same(&id, old[2], old + S_CHANGED_HEAD, call->state_len - S_CHANGED_HEAD);
     call->out = nerve_obj_int_new(known && !same);
     if (same)
         return 0; /* nothing new to write */
@@ -310,8 +313,7 @@ static int s_flapping_run(nerve_register_call_t *call, const s_params_t *p)
     }
     h.last_ns = t;
 
-    if (known && !s_ident_same(&id, h.encoding, st + S_FLAP_HEAD,
-                               call->state_len - S_FLAP_HEAD)) {
+    if (known && !s_ident_same(&id, h.encoding, st + S_FLAP_HEAD, call->state_len - S_FLAP_HEAD)) {
         uint8_t *b = buckets + (next % S_BUCKETS) * 4;
         uint32_t c;
         memcpy(&c, b, 4);
@@ -373,11 +375,16 @@ static void s_release(void *prepared)
 }
 
 static const nerve_module_fn_t s_functions[] = {
-    {"changed", {.reg = s_changed}, "1 when the value differs from the previous one, else 0",
-     NULL, NULL},
-    {"flapping", {.reg = s_flapping},
+    {"changed",
+     {.reg = s_changed},
+     "1 when the value differs from the previous one, else 0",
+     NULL,
+     NULL},
+    {"flapping",
+     {.reg = s_flapping},
      "1 when the value changed more than `limit` (5) times in `period` seconds (60), else 0",
-     s_prepare_flapping, s_release},
+     s_prepare_flapping,
+     s_release},
     {NULL, {NULL}, NULL, NULL, NULL},
 };
 

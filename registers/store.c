@@ -83,8 +83,11 @@ static int s_set(nerve_register_call_t *call)
 }
 
 static const nerve_module_fn_t s_functions[] = {
-    {"get", {.reg = s_get}, "the value stored for this key (by set or reactions.store.set)",
-     NULL, NULL},
+    {"get",
+     {.reg = s_get},
+     "the value stored for this key (by set or reactions.store.set)",
+     NULL,
+     NULL},
     {"set", {.reg = s_set}, "stores the value for this key and passes it on", NULL, NULL},
     {NULL, {NULL}, NULL, NULL, NULL},
 };

@@ -50,9 +50,9 @@ typedef enum {
 } s_op_t;
 
 static const char *const s_op_names[] = {
-    [S_GT] = "gt",           [S_GE] = "ge",     [S_LT] = "lt",       [S_LE] = "le",
-    [S_EQ] = "eq",           [S_NE] = "ne",     [S_BETWEEN] = "between",
-    [S_OUTSIDE] = "outside", [S_MATCH] = "match", [S_REGEX] = "regex", [S_EXISTS] = "exists",
+    [S_GT] = "gt",       [S_GE] = "ge",       [S_LT] = "lt",           [S_LE] = "le",
+    [S_EQ] = "eq",       [S_NE] = "ne",       [S_BETWEEN] = "between", [S_OUTSIDE] = "outside",
+    [S_MATCH] = "match", [S_REGEX] = "regex", [S_EXISTS] = "exists",
 };
 
 /*  What prepare() keeps for one call site. Scalars are copied by value
@@ -60,20 +60,20 @@ static const char *const s_op_names[] = {
 typedef struct s_prep {
     msgpack_object operand; /* threshold/value: a number, or for eq/ne a bool */
     msgpack_object low, high;
-    char *text;             /* eq/ne string operand, or the glob pattern */
+    char *text; /* eq/ne string operand, or the glob pattern */
     size_t text_len;
     bool nocase;
-    bool compiled;          /* regex holds a compiled pattern */
+    bool compiled; /* regex holds a compiled pattern */
     regex_t regex;
 } s_prep_t;
 
 /*  Comparison of two numbers: -1, 0, 1, or 2 when unordered (NaN). */
 static int s_cmp_number(const msgpack_object *a, const msgpack_object *b)
 {
-    bool aint = a->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
-                a->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
-    bool bint = b->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
-                b->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    bool aint =
+        a->type == MSGPACK_OBJECT_POSITIVE_INTEGER || a->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    bool bint =
+        b->type == MSGPACK_OBJECT_POSITIVE_INTEGER || b->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
     if (aint && bint) {
         bool aneg = a->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
         bool bneg = b->type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
@@ -102,16 +102,23 @@ static bool s_is_number(const msgpack_object *o)
 static const char *s_type_name(const msgpack_object *o)
 {
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "a bool";
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "a bool";
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "a number";
-    case MSGPACK_OBJECT_STR: return "a string";
-    case MSGPACK_OBJECT_ARRAY: return "a list";
-    case MSGPACK_OBJECT_MAP: return "a map";
-    default: return "binary";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "a number";
+    case MSGPACK_OBJECT_STR:
+        return "a string";
+    case MSGPACK_OBJECT_ARRAY:
+        return "a list";
+    case MSGPACK_OBJECT_MAP:
+        return "a map";
+    default:
+        return "binary";
     }
 }
 
@@ -155,8 +162,7 @@ static int s_take_text(s_prep_t *p, const msgpack_object *o)
 
 /*  Reads and checks the params of `op` into *p (zeroed first). On error
     fills err (when given) and leaves nothing to free. */
-static int s_parse(s_op_t op, const msgpack_object *params, s_prep_t *p, char *err,
-                   size_t errsize)
+static int s_parse(s_op_t op, const msgpack_object *params, s_prep_t *p, char *err, size_t errsize)
 {
     const char *name = s_op_names[op];
     memset(p, 0, sizeof *p);
@@ -199,7 +205,8 @@ static int s_parse(s_op_t op, const msgpack_object *params, s_prep_t *p, char *e
             if (rc == NERVE_ENOMEM)
                 return s_fail(NERVE_ENOMEM, err, errsize, "%s: out of memory", name);
             if (rc != 0)
-                return s_fail(NERVE_EINVAL, err, errsize, "%s: '%s' contains a NUL byte", name, key);
+                return s_fail(NERVE_EINVAL, err, errsize, "%s: '%s' contains a NUL byte", name,
+                              key);
             return 0;
         }
         char what[160];
@@ -243,7 +250,8 @@ static int s_parse(s_op_t op, const msgpack_object *params, s_prep_t *p, char *e
         p->compiled = true;
         return 0;
     }
-    case S_EXISTS: return 0;
+    case S_EXISTS:
+        return 0;
     }
     return NERVE_EINVAL;
 }
@@ -345,7 +353,8 @@ static int s_decide(s_op_t op, const s_prep_t *p, const msgpack_object *v, bool 
         if (!nerve_obj_str(v, &s, &n))
             return 0;
         return s_regex_match(p, s, n, result);
-    case S_EXISTS: break;
+    case S_EXISTS:
+        break;
     }
     return NERVE_EINVAL;
 }
@@ -393,15 +402,15 @@ static void s_release(void *prepared)
     free(p);
 }
 
-#define S_RULE(name, op)                                                                      \
-    static int s_##name(const nerve_rule_call_t *call, bool *result)                         \
-    {                                                                                         \
-        return s_eval(op, call, result);                                                      \
-    }                                                                                         \
-    static int s_prepare_##name(const msgpack_object *params, void **prepared, char *err,    \
-                                size_t errsize)                                               \
-    {                                                                                         \
-        return s_prepare(op, params, prepared, err, errsize);                                 \
+#define S_RULE(name, op)                                                                           \
+    static int s_##name(const nerve_rule_call_t *call, bool *result)                               \
+    {                                                                                              \
+        return s_eval(op, call, result);                                                           \
+    }                                                                                              \
+    static int s_prepare_##name(const msgpack_object *params, void **prepared, char *err,          \
+                                size_t errsize)                                                    \
+    {                                                                                              \
+        return s_prepare(op, params, prepared, err, errsize);                                      \
     }
 
 S_RULE(gt, S_GT)
@@ -426,17 +435,20 @@ static const nerve_module_fn_t s_functions[] = {
     {"ge", {.rule = s_ge}, "value >= threshold (or `value`)", s_prepare_ge, s_release},
     {"lt", {.rule = s_lt}, "value < threshold (or `value`)", s_prepare_lt, s_release},
     {"le", {.rule = s_le}, "value <= threshold (or `value`)", s_prepare_le, s_release},
-    {"eq", {.rule = s_eq}, "value == threshold: number, string or bool", s_prepare_eq,
-     s_release},
-    {"ne", {.rule = s_ne}, "value != threshold: number, string or bool", s_prepare_ne,
-     s_release},
+    {"eq", {.rule = s_eq}, "value == threshold: number, string or bool", s_prepare_eq, s_release},
+    {"ne", {.rule = s_ne}, "value != threshold: number, string or bool", s_prepare_ne, s_release},
     {"between", {.rule = s_between}, "low <= value <= high", s_prepare_between, s_release},
-    {"outside", {.rule = s_outside}, "value < low or value > high", s_prepare_outside,
+    {"outside", {.rule = s_outside}, "value < low or value > high", s_prepare_outside, s_release},
+    {"match",
+     {.rule = s_match},
+     "string value matches the glob `pattern` (fnmatch)",
+     s_prepare_match,
      s_release},
-    {"match", {.rule = s_match}, "string value matches the glob `pattern` (fnmatch)",
-     s_prepare_match, s_release},
-    {"regex", {.rule = s_regex}, "string value matches the POSIX extended regex `pattern`",
-     s_prepare_regex, s_release},
+    {"regex",
+     {.rule = s_regex},
+     "string value matches the POSIX extended regex `pattern`",
+     s_prepare_regex,
+     s_release},
     {"exists", {.rule = s_exists}, "a value is present and not nil", NULL, NULL},
     {NULL, {NULL}, NULL, NULL, NULL},
 };

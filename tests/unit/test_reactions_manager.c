@@ -27,7 +27,7 @@ typedef struct host {
     int set_rc;
     int emits;
     char tag[NERVE_TAG_MAX + 1];
-    msgpack_zone *zone;      /* copies of what was passed */
+    msgpack_zone *zone; /* copies of what was passed */
     msgpack_object data;
     int sets;
     char scope[512];
@@ -295,12 +295,13 @@ static void test_eventer_prepare_refuses_a_missing_or_bad_tag(void **state)
 static void test_log_write_logs_the_message_with_rule_and_event(void **state)
 {
     site_t s;
-    assert_int_equal(s_open(&s, "log.write", "{\"message\": \"{{event.host}} is hot\", "
-                                             "\"level\": \"warn\"}"),
+    assert_int_equal(s_open(&s, "log.write",
+                            "{\"message\": \"{{event.host}} is hot\", "
+                            "\"level\": \"warn\"}"),
                      0);
     int rc;
-    const char *logged = s_run_logged(&s, "{\"message\": \"web1 is hot\", \"level\": \"warn\"}",
-                                      &rc);
+    const char *logged =
+        s_run_logged(&s, "{\"message\": \"web1 is hot\", \"level\": \"warn\"}", &rc);
     assert_int_equal(rc, 0);
     assert_int_equal(s.rc, 0);
     assert_string_equal(s.output, "web1 is hot");
@@ -379,8 +380,9 @@ static void test_log_prepare_refuses_a_missing_message_or_bad_level(void **state
 static void test_store_set_writes_value_under_scope_and_key(void **state)
 {
     site_t s;
-    assert_int_equal(s_open(&s, "store.set", "{\"register\": \"maintenance\", \"key\": "
-                                             "\"{{event.data.host}}\", \"value\": true}"),
+    assert_int_equal(s_open(&s, "store.set",
+                            "{\"register\": \"maintenance\", \"key\": "
+                            "\"{{event.data.host}}\", \"value\": true}"),
                      0);
     assert_int_equal(
         s_run(&s, "{\"register\": \"maintenance\", \"key\": \"db2\", \"value\": {\"on\": true}}"),
@@ -432,8 +434,7 @@ static void test_store_set_refuses_bad_rendered_args(void **state)
     assert_int_equal(s_open(&s, "store.set", "{\"register\": \"{{x}}\", \"value\": 1}"), 0);
     assert_int_equal(s_run(&s, "{\"register\": \"\", \"value\": 1}"), NERVE_EINVAL);
     assert_non_null(strstr(s.output, "set needs 'register'"));
-    assert_int_equal(s_run(&s, "{\"register\": \"r\", \"key\": [1], \"value\": 1}"),
-                     NERVE_EINVAL);
+    assert_int_equal(s_run(&s, "{\"register\": \"r\", \"key\": [1], \"value\": 1}"), NERVE_EINVAL);
     assert_non_null(strstr(s.output, "'key' must be a string"));
     assert_int_equal(s_run(&s, "{\"register\": \"r\"}"), NERVE_EINVAL);
     assert_non_null(strstr(s.output, "set needs 'value'"));

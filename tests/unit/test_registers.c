@@ -19,7 +19,7 @@
 #include <nerve/module.h>
 
 #define SEC 1000000000ull
-#define T0 (1700000040ull * SEC) /* a whole minute */
+#define T0  (1700000040ull * SEC) /* a whole minute */
 
 static nerve_modset_t *s_modules;
 
@@ -27,14 +27,14 @@ static nerve_modset_t *s_modules;
 typedef struct {
     nerve_resolved_t res;
     void *prepared;
-    msgpack_zone *zone;   /* params, values and outputs */
+    msgpack_zone *zone; /* params, values and outputs */
     msgpack_object params;
     uint8_t state[NERVE_REGISTER_STATE_MAX];
     size_t state_len;
     bool has_state;
     uint8_t scratch[NERVE_REGISTER_STATE_MAX];
-    size_t cap;           /* new_state_cap to offer */
-    size_t written;       /* new_state_len the last call left */
+    size_t cap;     /* new_state_cap to offer */
+    size_t written; /* new_state_len the last call left */
     msgpack_object out;
     char err[256];
 } reg_t;
@@ -173,6 +173,18 @@ static void s_refused(const char *dotted, const char *params, const char *reason
 }
 
 /* --- aggregate --- */
+
+static void test_aggregate_resolves_under_the_seeds_register_spelling(void **state)
+{
+    nerve_resolved_t a, b;
+    char why[512];
+    assert_int_equal(nerve_modset_resolve(s_modules, "register.aggregate.avg", &a, why, sizeof why),
+                     0);
+    assert_int_equal(
+        nerve_modset_resolve(s_modules, "registers.aggregate.avg", &b, why, sizeof why), 0);
+    assert_ptr_equal(a.fn, b.fn);
+    assert_string_equal(a.module->name, "aggregate");
+}
 
 static void test_aggregate_avg_forgets_values_older_than_period(void **state)
 {
@@ -375,8 +387,8 @@ static void test_aggregate_non_number_leaves_state_and_output_alone(void **state
 
 static void test_aggregate_states_stay_small_and_versioned(void **state)
 {
-    const char *fns[] = {"avg", "sum", "count", "min", "max", "rate", "delta", "ewma",
-                         "percentile"};
+    const char *fns[] = {"avg",  "sum",   "count", "min",       "max",
+                         "rate", "delta", "ewma",  "percentile"};
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
         char name[64];
         snprintf(name, sizeof name, "aggregate.%s", fns[i]);
@@ -456,8 +468,8 @@ static void test_aggregate_corrupt_or_foreign_state_starts_fresh(void **state)
 
 static void test_aggregate_random_state_bytes_never_crash(void **state)
 {
-    const char *fns[] = {"avg", "sum", "count", "min", "max", "rate", "delta", "ewma",
-                         "percentile"};
+    const char *fns[] = {"avg",  "sum",   "count", "min",       "max",
+                         "rate", "delta", "ewma",  "percentile"};
     srand(7);
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
         char name[64];
@@ -630,8 +642,8 @@ static void test_state_changed_compares_large_values_by_hash(void **state)
 static void test_state_changed_with_corrupt_state_starts_fresh(void **state)
 {
     reg_t *r = s_new("state.changed", "{}");
-    const uint8_t bad[][6] = {{1, 1, 0, 0, 0, 0}, {1, 1, 7, 1, 2, 3}, {9, 1, 0, 1, 1, 1},
-                              {1, 1, 1, 1, 2, 3}};
+    const uint8_t bad[][6] = {
+        {1, 1, 0, 0, 0, 0}, {1, 1, 7, 1, 2, 3}, {9, 1, 0, 1, 1, 1}, {1, 1, 1, 1, 2, 3}};
     for (size_t i = 0; i < 4; i++) {
         memcpy(r->state, bad[i], 6);
         r->state_len = i == 0 ? 3 : 6;
@@ -705,6 +717,7 @@ static void test_state_prepare_refuses_bad_params_with_a_reason(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_aggregate_resolves_under_the_seeds_register_spelling),
         cmocka_unit_test(test_aggregate_avg_forgets_values_older_than_period),
         cmocka_unit_test(test_aggregate_sum_count_min_max_follow_the_window),
         cmocka_unit_test(test_aggregate_last_is_the_value_and_keeps_no_state),

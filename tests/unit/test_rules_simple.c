@@ -110,8 +110,8 @@ static void s_refused(const char *fn, const char *params, const char *reason)
 
 static void test_simple_exports_every_function_with_a_doc(void **state)
 {
-    const char *names[] = {"gt", "ge", "lt", "le", "eq", "ne", "between",
-                           "outside", "match", "regex", "exists"};
+    const char *names[] = {"gt",      "ge",      "lt",    "le",    "eq",    "ne",
+                           "between", "outside", "match", "regex", "exists"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         site_t site;
         char dotted[64], why[512];
@@ -244,10 +244,14 @@ static void test_simple_numeric_rule_on_a_string_returns_etype(void **state)
 static void test_simple_missing_or_nil_value_is_false_without_error(void **state)
 {
     const char *cases[][2] = {
-        {"gt", "{\"threshold\": 1}"},       {"eq", "{\"threshold\": \"a\"}"},
-        {"ne", "{\"threshold\": \"a\"}"},   {"between", "{\"low\": 0, \"high\": 1}"},
-        {"outside", "{\"low\": 0, \"high\": 1}"}, {"match", "{\"pattern\": \"*\"}"},
-        {"regex", "{\"pattern\": \".*\"}"},  {"exists", "{}"},
+        {"gt", "{\"threshold\": 1}"},
+        {"eq", "{\"threshold\": \"a\"}"},
+        {"ne", "{\"threshold\": \"a\"}"},
+        {"between", "{\"low\": 0, \"high\": 1}"},
+        {"outside", "{\"low\": 0, \"high\": 1}"},
+        {"match", "{\"pattern\": \"*\"}"},
+        {"regex", "{\"pattern\": \".*\"}"},
+        {"exists", "{}"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         site_t s;
