@@ -7,6 +7,7 @@
 #include "config.h"
 #include "server.h"
 
+#include <nerve/daemon.h>
 #include <nerve/log.h>
 
 #include <getopt.h>
@@ -196,8 +197,11 @@ int main(int argc, char **argv)
     s_signals();
     server_t server;
     int rc = server_start(&server, &cfg);
-    if (rc == 0)
+    if (rc == 0) {
+        nerve_daemon_ready("deciding");
         rc = server_run(&server);
+        nerve_daemon_stopping();
+    }
     server_stop(&server);
     NERVE_INFO("manager", "stopped");
     manager_config_free(&cfg);

@@ -6,6 +6,7 @@
 #include "relay.h"
 
 #include <nerve/conf.h>
+#include <nerve/daemon.h>
 #include <nerve/log.h>
 #include <nerve/paths.h>
 
@@ -193,6 +194,8 @@ int main(int argc, char **argv)
         NERVE_WARN("publisher", "security: CURVE is not implemented in this build yet; the "
                                 "output is unencrypted and unauthenticated");
     relay_t *relay = relay_new(&cfg);
+    if (relay)
+        nerve_daemon_ready("relaying");
     int rc = relay ? relay_run(relay) : 1;
     relay_destroy(&relay);
     s_free(&cfg);

@@ -10,6 +10,7 @@
 #include <nerve/conf.h>
 #include <nerve/template.h>
 #include <nerve/paths.h>
+#include <nerve/daemon.h>
 
 #define NERVE_VERSION_STRING "0.1.0"
 
