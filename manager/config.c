@@ -43,6 +43,7 @@ int manager_config_defaults(manager_config_t *cfg)
     rc = rc ? rc : s_home_default(&cfg->rules, "", "rules");
     rc = rc ? rc : s_home_default(&cfg->data, "", "data");
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, MANAGER_MAX_MODULE_DIRS);
+    cfg->rules_default = true;
     cfg->commit_interval_ms = 50;
     cfg->heartbeat_s = 5;
     cfg->worker_queue = 1024;
@@ -127,6 +128,8 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     rc = rc ? rc : s_str(root, "publisher", &cfg->publisher, err);
     rc = rc ? rc : s_str(root, "control", &cfg->control, err);
     rc = rc ? rc : s_str(root, "tap", &cfg->tap, err);
+    if (nerve_conf_get(root, "rules"))
+        cfg->rules_default = false;
     rc = rc ? rc : s_str(root, "rules", &cfg->rules, err);
     rc = rc ? rc : s_str(root, "data", &cfg->data, err);
     rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);

@@ -29,6 +29,7 @@ typedef struct manager_config {
     size_t worker_queue;      /* local reactions waiting, at most */
     size_t map_size_mb;
     bool insecure;
+    bool rules_default;       /* `rules` was not configured: create it if missing */
     char *config_path;        /* the file read, or NULL for defaults */
 } manager_config_t;
 

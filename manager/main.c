@@ -131,7 +131,10 @@ int main(int argc, char **argv)
         case OPT_PUBLISHER: manager_config_set(&cfg.publisher, optarg); break;
         case OPT_CONTROL: manager_config_set(&cfg.control, optarg); break;
         case OPT_TAP: manager_config_set(&cfg.tap, optarg); break;
-        case OPT_RULES: manager_config_set(&cfg.rules, optarg); break;
+        case OPT_RULES:
+            manager_config_set(&cfg.rules, optarg);
+            cfg.rules_default = false;
+            break;
         case OPT_DATA: manager_config_set(&cfg.data, optarg); break;
         case OPT_ID: manager_config_set(&cfg.id, optarg); break;
         case OPT_CHECK: check = true; break;

@@ -706,6 +706,12 @@ int server_start(server_t *self, manager_config_t *cfg)
     if (!self->engine || !self->decoder || !self->ctx || !self->presence || !self->delivery)
         return NERVE_ENOMEM;
     self->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    struct stat st;
+    if (cfg->rules_default && stat(cfg->rules, &st) != 0) {
+        if (nerve_private_dir(cfg->rules, err, sizeof err) == 0)
+            NERVE_INFO("manager", "created %s: no rules yet; add *.yaml files there",
+                       cfg->rules);
+    }
     int rc = server_reload(self, "start");
     if (rc != 0)
         return rc;
