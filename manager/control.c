@@ -111,8 +111,9 @@ static int s_status(request_t *req)
     s_kv_u64(pk, "lost", c->actors_lost);
 
     s_str(pk, "reactions");
-    msgpack_pack_map(pk, 12);
+    msgpack_pack_map(pk, 13);
     s_kv_u64(pk, "produced", es.reactions);
+    s_kv_u64(pk, "local_waiting", ws.depth);
     s_kv_u64(pk, "pending", ds.pending);
     s_kv_u64(pk, "acked", ds.acked);
     s_kv_u64(pk, "retried", ds.retried);
@@ -121,7 +122,7 @@ static int s_status(request_t *req)
     s_kv_u64(pk, "send_dropped", c->reactions_send_dropped);
     s_kv_u64(pk, "unroutable", c->reactions_unroutable);
     s_kv_u64(pk, "local_queued", c->reactions_local);
-    s_kv_u64(pk, "local_refused", c->reactions_local_refused + ws.refused);
+    s_kv_u64(pk, "local_refused", c->reactions_local_refused);
     s_kv_u64(pk, "local_done", ws.done);
     s_kv_u64(pk, "local_failed", ws.failed);
 

@@ -1,12 +1,16 @@
 """nerve-manager end to end: a real manager on scratch IPC endpoints, events
 sent over ZeroMQ, results followed on the tap and the control socket."""
 import os
+import shutil
 import signal
 import time
 
 import msgpack
 
-from nervetest import ManagerTest, is_event, main, wait_until
+from nervetest import MODULES, ManagerTest, is_event, main, wait_until
+
+TEST_MODULES = os.environ.get("NERVE_TEST_MODULE_DIR",
+                              os.path.join(os.path.dirname(MODULES), "test-modules"))
 
 FIRE = "reactions.eventer.fire_event"
 
@@ -346,6 +350,58 @@ class Targets(ManagerTest):
         self.assertEqual(r["args"], {"argv": ["/bin/true"]})
         _, st = bus.control("status")
         self.assertEqual(st["reactions"]["sent"], 2)
+
+
+class SlowReactions(ManagerTest):
+    rules_text = """
+/t/slow:
+  rules:
+    - nap:
+        rule: rules.simple.exists
+        reactions:
+          - reactions.slow.sleep: {ms: 4000}
+"""
+
+    def setUp(self):
+        super().setUp()
+        mods = os.path.join(self.dir, "mods")
+        os.makedirs(os.path.join(mods, "reactions"))
+        os.chmod(mods, 0o755)
+        os.chmod(os.path.join(mods, "reactions"), 0o755)
+        shutil.copy(os.path.join(TEST_MODULES, "slow.so"),
+                    os.path.join(mods, "reactions", "slow.so"))
+        os.chmod(os.path.join(mods, "reactions", "slow.so"), 0o755)
+        cfg = os.path.join(self.dir, "manager.yaml")
+        with open(cfg, "w") as f:
+            f.write("worker_queue: 2\n")
+        self.extra = ["-c", cfg]
+        self.mods = mods
+
+    def test_slow_reactions_never_stall_the_engine_and_a_full_queue_is_counted(self):
+        bus = self.start_manager(modules=[self.mods, MODULES])
+        for _ in range(10):
+            bus.send("/t/slow", 1)
+        # Four workers sleep, two jobs wait, four are refused; the engine
+        # answers at once all the same.
+        bus.barrier()
+        _, st = bus.control("status")
+        self.assertEqual(st["reactions"]["local_done"], 0)
+        self.assertEqual(st["reactions"]["local_queued"], 6)
+        self.assertEqual(st["reactions"]["local_refused"], 4)
+
+
+class RegistersAcrossReload(ManagerTest):
+    rules_text = Durability.rules_text
+
+    def test_register_state_survives_a_reload(self):
+        bus = self.start_manager()
+        bus.send("/t/sum", 10, host="r1")
+        bus.send("/t/sum", 10, host="r1")
+        bus.barrier()
+        self.assertEqual(bus.control("reload")[0], "ok")
+        bus.send("/t/sum", 10, host="r1")
+        _, p = bus.wait_for(is_event("/out/sum"))
+        self.assertEqual(p["data"]["total"], 30)
 
 
 if __name__ == "__main__":
