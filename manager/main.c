@@ -35,6 +35,8 @@ static void s_usage(FILE *out)
             "      --data DIR           LMDB directory for registers ($NERVE_HOME/data)\n"
             "      --commit-interval MS group-commit interval for registers (default 50)\n"
             "      --id NAME            this manager's id (default: hostname)\n"
+            "      --metrics HOST:PORT  serve Prometheus metrics at /metrics (off by default;\n"
+            "                           a bare port means 127.0.0.1)\n"
             "      --log-level LEVEL    error, warn, info (default) or debug\n"
             "      --check              load config and rules, report, and exit\n"
             "  -h, --help               this help\n"
@@ -78,6 +80,7 @@ enum {
     OPT_ID,
     OPT_LOG,
     OPT_CHECK,
+    OPT_METRICS,
 };
 
 int main(int argc, char **argv)
@@ -95,6 +98,7 @@ int main(int argc, char **argv)
         {"id", required_argument, NULL, OPT_ID},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"check", no_argument, NULL, OPT_CHECK},
+        {"metrics", required_argument, NULL, OPT_METRICS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -138,6 +142,7 @@ int main(int argc, char **argv)
         case OPT_DATA: manager_config_set(&cfg.data, optarg); break;
         case OPT_ID: manager_config_set(&cfg.id, optarg); break;
         case OPT_CHECK: check = true; break;
+        case OPT_METRICS: manager_config_set(&cfg.metrics, optarg); break;
         case OPT_MODULES:
             if (!modules_reset) {
                 for (size_t i = 0; i < cfg.nmodules; i++)

@@ -122,6 +122,7 @@ struct regstore {
     bool stop;
     uint64_t commits, commit_errors, entries_written;
     uint64_t last_commit_us, max_commit_us, total_commit_us;
+    nerve_histo_t commit_seconds;
 
     /* Writer thread only. */
     bool failing;
@@ -559,6 +560,7 @@ static void *s_writer(void *arg)
             if (us > self->max_commit_us)
                 self->max_commit_us = us;
             self->total_commit_us += us;
+            nerve_histo_observe(&self->commit_seconds, (double)us / 1e6);
         } else {
             self->commit_errors++;
         }
@@ -965,6 +967,7 @@ void regstore_stats(regstore_t *self, regstore_stats_t *out)
     out->last_commit_us = self->last_commit_us;
     out->max_commit_us = self->max_commit_us;
     out->total_commit_us = self->total_commit_us;
+    out->commit_seconds = self->commit_seconds;
     pthread_mutex_unlock(&self->mutex);
     out->dirty = self->ndirty;
     out->cached = self->count;

@@ -33,6 +33,7 @@
 #ifndef NERVE_MANAGER_REGSTORE_H
 #define NERVE_MANAGER_REGSTORE_H
 
+#include <nerve/metrics.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -141,6 +142,7 @@ typedef struct {
     uint64_t last_commit_us;
     uint64_t max_commit_us;
     uint64_t total_commit_us;
+    nerve_histo_t commit_seconds; /* every commit's latency */
 } regstore_stats_t;
 
 /*  Fills *out with a snapshot of the counters. */

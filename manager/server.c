@@ -13,6 +13,7 @@
 */
 #include "server.h"
 #include "control.h"
+#include "metrics.h"
 
 #include <nerve/log.h>
 #include <nerve/paths.h>
@@ -425,6 +426,7 @@ static void s_on_events(server_t *self)
         if (s_recv_multipart(self->events, parts, 3, &n, ZMQ_DONTWAIT) != 0)
             break;
         self->counters.received++;
+        uint64_t t0 = nerve_clock_mono_ns();
         nerve_frame_t frames[3];
         for (size_t j = 0; j < n && j < 3; j++) {
             frames[j].data = zmq_msg_data(&parts[j]);
@@ -432,6 +434,8 @@ static void s_on_events(server_t *self)
         }
         s_handle_event(self, frames, n, n == 2 ? parts : NULL);
         s_close_parts(parts, n, 3);
+        if (self->metrics)
+            nerve_histo_observe(&self->latency, (double)(nerve_clock_mono_ns() - t0) / 1e9);
     }
 }
 
@@ -650,6 +654,10 @@ static void s_on_tick(server_t *self, uint64_t now_ms)
         s_hup = 0;
         server_reload(self, "SIGHUP");
     }
+    if (nerve_metrics_due(self->metrics, now_ms)) {
+        manager_metrics_render(self, self->mtext);
+        nerve_metrics_publish(self->metrics, self->mtext);
+    }
 }
 
 /* ------------------------------------------------------------------- start */
@@ -721,6 +729,15 @@ int server_start(server_t *self, manager_config_t *cfg)
                               cfg->worker_queue);
     if (!self->worker)
         return NERVE_ENOMEM;
+    if (cfg->metrics) {
+        self->metrics = nerve_metrics_start(cfg->metrics, err, sizeof err);
+        self->mtext = nerve_mtext_new();
+        if (!self->metrics || !self->mtext) {
+            NERVE_ERROR("manager", "metrics: %s", self->metrics ? "out of memory" : err);
+            return NERVE_EIO;
+        }
+        NERVE_INFO("manager", "metrics on http://%s/metrics", cfg->metrics);
+    }
     if (cfg->insecure)
         NERVE_WARN("manager", "security: insecure: true — events are accepted from anyone "
                               "who can reach %s, unencrypted",
@@ -745,6 +762,11 @@ int server_run(server_t *self)
     while (!s_stop) {
         uint64_t now = nerve_clock_mono_ms();
         long timeout = (long)(self->next_commit_ms > now ? self->next_commit_ms - now : 0);
+        if (self->metrics) {
+            uint64_t due = nerve_metrics_next_ms(self->metrics, now);
+            if ((long)(due > now ? due - now : 0) < timeout)
+                timeout = (long)(due > now ? due - now : 0);
+        }
         if (self->reload_due_ms && (long)(self->reload_due_ms - now) < timeout)
             timeout = self->reload_due_ms > now ? (long)(self->reload_due_ms - now) : 0;
         int rc = zmq_poll(items, nitems, timeout);
@@ -771,6 +793,8 @@ int server_run(server_t *self)
 
 void server_stop(server_t *self)
 {
+    nerve_metrics_stop(&self->metrics);
+    nerve_mtext_destroy(&self->mtext);
     worker_destroy(&self->worker);
     if (self->inject)
         s_on_inject(self); /* registers set by the last reactions */

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <nerve/metrics.h>
 #include <nerve/wire.h>
 
 #include "config.h"
@@ -76,6 +77,9 @@ typedef struct server {
     internal_event_t *internal;   /* queue of internal events */
     size_t ninternal, internal_cap;
     bool handling;                /* inside s_handle_event */
+    nerve_metrics_t *metrics;     /* NULL when `metrics:` is off */
+    nerve_mtext_t *mtext;
+    nerve_histo_t latency;        /* read → decision, per event */
     int inotify_fd;
     uint64_t reload_due_ms;     /* a file changed: reload at this time */
     uint64_t next_commit_ms;

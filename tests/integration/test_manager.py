@@ -1,13 +1,15 @@
 """nerve-manager end to end: a real manager on scratch IPC endpoints, events
 sent over ZeroMQ, results followed on the tap and the control socket."""
 import os
+import re
 import shutil
 import signal
 import time
+import urllib.request
 
 import msgpack
 
-from nervetest import MODULES, ManagerTest, is_event, main, wait_until
+from nervetest import MODULES, ManagerTest, free_port, is_event, main, wait_until
 
 TEST_MODULES = os.environ.get("NERVE_TEST_MODULE_DIR",
                               os.path.join(os.path.dirname(MODULES), "test-modules"))
@@ -388,6 +390,51 @@ class SlowReactions(ManagerTest):
         self.assertEqual(st["reactions"]["local_done"], 0)
         self.assertEqual(st["reactions"]["local_queued"], 6)
         self.assertEqual(st["reactions"]["local_refused"], 4)
+
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+                    r'(-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+
+
+def scrape(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert line.startswith("# HELP ") or line.startswith("# TYPE "), line
+            continue
+        assert SAMPLE.match(line), "not a Prometheus sample line: %r" % line
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    return values
+
+
+class Metrics(ManagerTest):
+    rules_text = Reload.rules_text
+
+    def test_metrics_are_valid_prometheus_text_and_counters_move(self):
+        port = free_port()
+        self.extra = ["--metrics", "127.0.0.1:%d" % port]
+        bus = self.start_manager()
+        bus.send_raw([b"no-slash", b"\x80"])
+        bus.send("/t/a", 1)
+        bus.wait_for(is_event("/out/first"))
+        m = wait_until(lambda: (lambda v: v if v.get('nerve_rules_fired_total{rule="rules/first"}')
+                                == 1 else None)(scrape(port)), what="metrics rendered")
+        self.assertEqual(m['nerve_events_rejected_total{reason="tag_no_slash"}'], 1)
+        self.assertGreaterEqual(m["nerve_events_accepted_total"], 2)
+        self.assertEqual(m["nerve_reload_last_ok"], 1)
+        self.assertGreaterEqual(m["nerve_engine_latency_seconds_count"], 2)
+        self.assertEqual(m['nerve_engine_latency_seconds_bucket{le="+Inf"}'],
+                         m["nerve_engine_latency_seconds_count"])
+        before = m["nerve_events_accepted_total"]
+        for _ in range(5):
+            bus.send("/t/a", 1)
+        wait_until(lambda: scrape(port)["nerve_events_accepted_total"] >= before + 5,
+                   what="the accepted counter to move")
 
 
 class RegistersAcrossReload(ManagerTest):
