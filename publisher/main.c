@@ -33,6 +33,7 @@ static void s_usage(FILE *out)
             "      --output EP       bind PUB for actors (default tcp://*:7451)\n"
             "      --control EP      bind control for `nerve status` (default ipc://$NERVE_HOME/run/publisher-control.sock)\n"
             "      --hwm N           queue per subscriber, in messages (default 200000)\n"
+            "      --metrics HOST:PORT  Prometheus /metrics (off by default)\n"
             "      --log-level LEVEL error, warn, info or debug\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n");
@@ -79,11 +80,11 @@ static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err
     if (rc != 0 || !root)
         return rc;
     static const char *const keys[] = {"input", "output", "control", "hwm", "log_level",
-                                       "security", NULL};
+                                       "metrics", "security", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
-    const char *names[] = {"input", "output", "control"};
-    char **slots[] = {&cfg->input, &cfg->output, &cfg->control};
-    for (int i = 0; rc == 0 && i < 3; i++) {
+    const char *names[] = {"input", "output", "control", "metrics"};
+    char **slots[] = {&cfg->input, &cfg->output, &cfg->control, &cfg->metrics};
+    for (int i = 0; rc == 0 && i < 4; i++) {
         const nerve_conf_t *n = nerve_conf_get(root, names[i]);
         const char *s;
         if (n && (rc = nerve_conf_as_str(n, &s, err)) == 0)
@@ -114,16 +115,18 @@ static void s_free(relay_config_t *cfg)
     free(cfg->input);
     free(cfg->output);
     free(cfg->control);
+    free(cfg->metrics);
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_INPUT = 256, OPT_OUTPUT, OPT_CONTROL, OPT_HWM, OPT_LOG };
+    enum { OPT_INPUT = 256, OPT_OUTPUT, OPT_CONTROL, OPT_HWM, OPT_LOG, OPT_METRICS };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},   {"input", required_argument, NULL, OPT_INPUT},
         {"output", required_argument, NULL, OPT_OUTPUT},
         {"control", required_argument, NULL, OPT_CONTROL},
         {"hwm", required_argument, NULL, OPT_HWM},  {"log-level", required_argument, NULL, OPT_LOG},
+        {"metrics", required_argument, NULL, OPT_METRICS},
         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -156,6 +159,7 @@ int main(int argc, char **argv)
         case OPT_INPUT: s_set(&cfg.input, optarg); break;
         case OPT_OUTPUT: s_set(&cfg.output, optarg); break;
         case OPT_CONTROL: s_set(&cfg.control, optarg); break;
+        case OPT_METRICS: s_set(&cfg.metrics, optarg); break;
         case OPT_HWM: {
             char *end;
             long v = strtol(optarg, &end, 10);

@@ -7,6 +7,7 @@
 #include "relay.h"
 
 #include <nerve/log.h>
+#include <nerve/metrics.h>
 #include <nerve/paths.h>
 
 #include <errno.h>
@@ -28,6 +29,8 @@ struct relay {
     relay_counters_t counters;
     uint64_t start_ns;
     char *control_path;
+    nerve_metrics_t *metrics;
+    nerve_mtext_t *mtext;
 };
 
 void relay_request_stop(void)
@@ -84,6 +87,16 @@ relay_t *relay_new(const relay_config_t *cfg)
     }
     if (cfg->control && strncmp(cfg->control, "ipc://", 6) == 0)
         self->control_path = strdup(cfg->control + 6);
+    if (cfg->metrics) {
+        char err[256];
+        self->metrics = nerve_metrics_start(cfg->metrics, err, sizeof err);
+        self->mtext = nerve_mtext_new();
+        if (!self->metrics || !self->mtext) {
+            NERVE_ERROR("publisher", "metrics: %s", self->metrics ? "out of memory" : err);
+            relay_destroy(&self);
+            return NULL;
+        }
+    }
     NERVE_INFO("publisher", "ready: input %s, output %s", cfg->input, cfg->output);
     return self;
 }
@@ -93,6 +106,8 @@ void relay_destroy(relay_t **self_p)
     if (!self_p || !*self_p)
         return;
     relay_t *self = *self_p;
+    nerve_metrics_stop(&self->metrics);
+    nerve_mtext_destroy(&self->mtext);
     void *socks[] = {self->input, self->output, self->control};
     for (int i = 0; i < 3; i++)
         if (socks[i])
@@ -239,6 +254,22 @@ done:
     }
 }
 
+static void s_render_metrics(relay_t *self)
+{
+    nerve_mtext_t *t = self->mtext;
+    nerve_mtext_reset(t);
+    nerve_mtext_gauge(t, "nerve_start_time_seconds", "When this publisher started (Unix time).",
+                      NULL, (double)self->start_ns / 1e9);
+    nerve_mtext_counter(t, "nerve_publisher_relayed_total", "Reactions relayed to actors.", NULL,
+                        self->counters.relayed);
+    nerve_mtext_counter(t, "nerve_publisher_dropped_total",
+                        "Messages dropped: malformed, or refused by the output socket.", NULL,
+                        self->counters.dropped);
+    nerve_mtext_gauge(t, "nerve_publisher_subscriptions", "Topics actors subscribe to now.",
+                      NULL, (double)self->counters.subscriptions);
+    nerve_metrics_publish(self->metrics, t);
+}
+
 int relay_run(relay_t *self)
 {
     zmq_pollitem_t items[] = {
@@ -253,6 +284,8 @@ int relay_run(relay_t *self)
             NERVE_ERROR("publisher", "poll: %s", zmq_strerror(errno));
             return -1;
         }
+        if (nerve_metrics_due(self->metrics, nerve_clock_mono_ms()))
+            s_render_metrics(self);
         if (rc <= 0)
             continue;
         if (items[0].revents & ZMQ_POLLIN)

@@ -22,6 +22,7 @@ typedef struct relay_config {
     char *input;      /* bind, PULL (default ipc://$NERVE_HOME/run/publisher.sock) */
     char *output;     /* bind, XPUB (default tcp, port 7451, all interfaces) */
     char *control;    /* bind, ROUTER for `nerve status` */
+    char *metrics;    /* host:port for Prometheus /metrics, or NULL */
     int hwm;          /* per-subscriber and input queue, messages */
     bool insecure;
 } relay_config_t;

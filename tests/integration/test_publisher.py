@@ -1,0 +1,81 @@
+"""nerve-publisher end to end: relays two-frame reactions untouched to the
+subscribers whose topics match, drops malformed messages and counts them,
+and reports both on its control socket and /metrics."""
+import os
+import shutil
+import tempfile
+import unittest
+import urllib.request
+
+import msgpack
+import zmq
+
+from nervetest import BUILD, Daemon, free_port, main, wait_until
+
+
+class Publisher(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="nerve-pub-")
+        os.chmod(self.dir, 0o700)
+        run = os.path.join(self.dir, "run")
+        self.input = "ipc://%s/publisher.sock" % run
+        self.output = "tcp://127.0.0.1:%d" % free_port()
+        self.control = "ipc://%s/publisher-control.sock" % run
+        self.metrics = free_port()
+        self.pub = Daemon("publisher", [os.path.join(BUILD, "nerve-publisher"),
+                                        "--input", self.input, "--output", self.output,
+                                        "--control", self.control,
+                                        "--metrics", "127.0.0.1:%d" % self.metrics],
+                          self.dir, env={"NERVE_HOME": self.dir}).start()
+        self.ctx = zmq.Context()
+
+    def tearDown(self):
+        self.ctx.destroy(linger=0)
+        rc = self.pub.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.assertEqual(rc, 0, self.pub.output())
+
+    def status(self):
+        s = self.ctx.socket(zmq.DEALER)
+        s.connect(self.control)
+        s.send_multipart([b"status", msgpack.packb({})])
+        self.assertTrue(s.poll(5000), "publisher control did not answer")
+        ok, body = s.recv_multipart()
+        s.close(linger=0)
+        self.assertEqual(ok, b"ok")
+        return msgpack.unpackb(body)
+
+    def test_relays_by_topic_untouched_and_counts_drops(self):
+        web1 = self.ctx.socket(zmq.SUB)
+        web1.setsockopt(zmq.SUBSCRIBE, b"@host/web1/")
+        web1.connect(self.output)
+        web10 = self.ctx.socket(zmq.SUB)
+        web10.setsockopt(zmq.SUBSCRIBE, b"@host/web10/")
+        web10.connect(self.output)
+        wait_until(lambda: self.pub.alive() and os.path.exists(self.control[6:]),
+                   what="publisher control socket")
+        wait_until(lambda: self.status()["subscriptions"] >= 2, what="two subscriptions")
+        push = self.ctx.socket(zmq.PUSH)
+        push.connect(self.input)
+        payload = msgpack.packb({"v": 1, "fn": "reactions.cmd.run", "blob": b"\x00\xff"})
+        push.send_multipart([b"@host/web1/", payload])
+        push.send_multipart([b"@host/web1/", payload, b"third frame"])
+        push.send_multipart([b"only one frame"])
+        self.assertTrue(web1.poll(5000))
+        self.assertEqual(web1.recv_multipart(), [b"@host/web1/", payload])
+        self.assertFalse(web10.poll(300), "@host/web1/ reached web10")
+        wait_until(lambda: self.status()["dropped"] == 2, what="two drops counted")
+        st = self.status()
+        self.assertEqual(st["relayed"], 1)
+        self.assertEqual(st["daemon"], "nerve-publisher")
+
+        def metrics():
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics) as r:
+                return r.read().decode()
+        wait_until(lambda: "nerve_publisher_dropped_total 2" in metrics(),
+                   what="drops in /metrics")
+        self.assertIn("nerve_publisher_relayed_total 1", metrics())
+
+
+if __name__ == "__main__":
+    main()
