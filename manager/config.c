@@ -140,9 +140,10 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     if (rc == 0 && (n = nerve_conf_get(root, "commit_interval")))
         rc = nerve_conf_as_duration_ms(n, &cfg->commit_interval_ms, err);
     if (rc == 0 && (n = nerve_conf_get(root, "heartbeat"))) {
-        uint64_t ms;
-        rc = nerve_conf_as_duration_ms(n, &ms, err);
-        cfg->heartbeat_s = ms < 1000 ? 1 : ms / 1000;
+        uint64_t ms = 0;
+        /* ms is only set on success: a bad value must not leave garbage. */
+        if ((rc = nerve_conf_as_duration_ms(n, &ms, err)) == 0)
+            cfg->heartbeat_s = ms < 1000 ? 1 : ms / 1000;
     }
     if (rc == 0 && (n = nerve_conf_get(root, "worker_queue")) &&
         (rc = nerve_conf_as_int(n, 1, 1 << 24, &v, err)) == 0)

@@ -3,7 +3,8 @@
     Pending reactions sit in an array; acks find theirs through an open
     addressing hash on the id (ids are random, so their first 8 bytes are
     a good hash). A tick walks the array only when something is due: the
-    earliest due time is cached.
+    earliest retry time (monotonic) and the earliest deadline (wall clock,
+    as the reactions carry it) are cached, each in its own clock.
 */
 #include "delivery.h"
 
@@ -21,7 +22,8 @@ struct delivery {
     size_t *slots;           /* hash: index+1 into items, 0 = empty, SIZE_MAX = deleted */
     size_t nslots;
     size_t tombs;            /* deleted slots, cleared by a rehash */
-    uint64_t next_due_ms;
+    uint64_t next_due_ms;       /* earliest retry, monotonic */
+    uint64_t next_deadline_ns;  /* earliest deadline, wall clock */
     delivery_stats_t stats;
 };
 
@@ -137,6 +139,8 @@ int delivery_track(delivery_t *self, const char *topic, const uint8_t id[NERVE_I
     *slot = self->count;
     if (!self->next_due_ms || p->next_try_ms < self->next_due_ms)
         self->next_due_ms = p->next_try_ms;
+    if (!self->next_deadline_ns || deadline_ns < self->next_deadline_ns)
+        self->next_deadline_ns = deadline_ns;
     self->stats.tracked++;
     return 0;
 }
@@ -176,9 +180,9 @@ void delivery_tick(delivery_t *self, uint64_t now_ms, uint64_t now_ns,
                    int (*resend)(void *arg, const pending_t *p),
                    void (*expired)(void *arg, const pending_t *p), void *arg)
 {
-    if (self->count == 0 || now_ms < self->next_due_ms)
+    if (self->count == 0 || (now_ms < self->next_due_ms && now_ns < self->next_deadline_ns))
         return;
-    uint64_t next = 0;
+    uint64_t next = 0, next_deadline = 0;
     for (size_t i = 0; i < self->count;) {
         pending_t *p = self->items[i];
         if (now_ns >= p->deadline_ns) {
@@ -198,13 +202,12 @@ void delivery_tick(delivery_t *self, uint64_t now_ms, uint64_t now_ns,
         }
         if (!next || p->next_try_ms < next)
             next = p->next_try_ms;
-        /* the deadline is due too: wake for it */
-        uint64_t until_deadline_ms = (p->deadline_ns - now_ns) / 1000000ull + 1;
-        if (now_ms + until_deadline_ms < next)
-            next = now_ms + until_deadline_ms;
+        if (!next_deadline || p->deadline_ns < next_deadline)
+            next_deadline = p->deadline_ns;
         i++;
     }
     self->next_due_ms = next;
+    self->next_deadline_ns = next_deadline;
 }
 
 void delivery_stats(const delivery_t *self, delivery_stats_t *out)

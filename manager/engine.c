@@ -202,10 +202,12 @@ static void s_run_register(engine_t *self, const rule_def_t *rule, const nerve_e
         .out = {.type = MSGPACK_OBJECT_NIL},
     };
     int rc = rule->reg.fn->fn.reg(&call);
-    if (rc != 0 && rc != NERVE_ETYPE)
+    if (rc != 0) {
+        /* NERVE_ETYPE included: a register fed a string where it keeps
+           numbers is the operator's mistake to see in the error count. */
         s_rule_error(self, rule, rule->register_name, rc);
-    if (rc != 0)
         m->rc = rc;
+    }
     if (!self->explaining && sklen && call.new_state_len != SIZE_MAX) {
         if (call.new_state_len == 0)
             regstore_del(self->store, skey, sklen);

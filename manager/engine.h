@@ -68,8 +68,13 @@ const ruleset_t *engine_ruleset(const engine_t *self);
 void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
                     const engine_sink_t *sink);
 
-/*  Explains one event: packs a map {tag, matched: [blocks…], rules: […],
-    reactions: […]} into pk. Nothing is written or sent. */
+/*  Explains one event: packs a map {tag, host, blocks: [{glob, where,
+    rules}], rules: [...]} into pk, one entry per rule evaluated (chained
+    ones too): {name, where, key, input, register, register_had_state,
+    value, rule, own, chain: [{op, rule, before, value, after}], result,
+    error, verdict ("fire", "false", "waiting_for", "cooldown",
+    "chained_only"), for: {need, streak}, cooldown: {ms, remaining_ms},
+    reactions: [{fn, target, args}]}. Nothing is written or sent. */
 int engine_explain(engine_t *self, const nerve_event_t *ev, uint64_t now_ns, msgpack_packer *pk);
 
 void engine_stats(const engine_t *self, engine_stats_t *out);

@@ -383,13 +383,16 @@ class SlowReactions(ManagerTest):
         bus = self.start_manager(modules=[self.mods, MODULES])
         for _ in range(10):
             bus.send("/t/slow", 1)
-        # Four workers sleep, two jobs wait, four are refused; the engine
-        # answers at once all the same.
+        # At most four workers sleep and two jobs wait (how many were taken
+        # before the queue filled depends on scheduling); the rest are
+        # refused and counted, and the engine answers at once all the same.
         bus.barrier()
         _, st = bus.control("status")
-        self.assertEqual(st["reactions"]["local_done"], 0)
-        self.assertEqual(st["reactions"]["local_queued"], 6)
-        self.assertEqual(st["reactions"]["local_refused"], 4)
+        r = st["reactions"]
+        self.assertEqual(r["local_done"], 0)
+        self.assertEqual(r["local_queued"] + r["local_refused"], 10)
+        self.assertLessEqual(r["local_queued"], 6)
+        self.assertGreaterEqual(r["local_refused"], 4)
 
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '

@@ -37,9 +37,9 @@
 #define FIXTURES NERVE_SOURCE_DIR "/tests/fixtures/rules"
 
 typedef struct {
-    char dir[64];          /* scratch directory, removed in teardown */
-    char path[256];        /* the rules file last written */
-    ruleset_t *rs;         /* destroyed in teardown */
+    char dir[64];   /* scratch directory, removed in teardown */
+    char path[256]; /* the rules file last written */
+    ruleset_t *rs;  /* destroyed in teardown */
     nerve_conf_error_t err;
 } fixture_t;
 
@@ -102,8 +102,7 @@ static ruleset_t *s_load_ok(fixture_t *fx, const char *text)
 
 /*  Loads `text` as rules.yaml and asserts that the load fails with exactly
     "<path>:<line>:<col>: <what>" and leaves no ruleset behind. */
-static void s_load_fails(fixture_t *fx, const char *text, size_t line, size_t col,
-                         const char *what)
+static void s_load_fails(fixture_t *fx, const char *text, size_t line, size_t col, const char *what)
 {
     const char *path = s_write(fx, "rules.yaml", text);
     int rc = s_load(fx, path);
@@ -366,8 +365,7 @@ static void test_rules_rule_key_that_is_not_a_string_fails_at_it(void **state)
 static void test_rules_unknown_module_fails_listing_every_directory_searched(void **state)
 {
     fixture_t *fx = *state;
-    const char *path = s_write(fx,
-                               "rules.yaml",
+    const char *path = s_write(fx, "rules.yaml",
                                "/a:\n"
                                "  rules:\n"
                                "    - r1:\n"
@@ -462,20 +460,19 @@ static void test_rules_duplicate_rule_name_in_a_file_fails_naming_the_first(void
 static void test_rules_chain_ops_parse_all_four_and_resolve_names(void **state)
 {
     fixture_t *fx = *state;
-    const ruleset_t *rs = s_load_ok(fx,
-                                    "/a:\n"
-                                    "  rules:\n"
-                                    "    - r:\n"
-                                    "        rule: rules.simple.exists\n"
-                                    "        chain:\n"
-                                    "          - AND: x\n"
-                                    "          - OR: y\n"
-                                    "          - AND_NOT: x\n"
-                                    "          - or_not: y\n"
-                                    "    - x: {rule: rules.simple.exists}\n"
-                                    "/b:\n"
-                                    "  rules:\n"
-                                    "    - y: {rule: rules.simple.exists}\n");
+    const ruleset_t *rs = s_load_ok(fx, "/a:\n"
+                                        "  rules:\n"
+                                        "    - r:\n"
+                                        "        rule: rules.simple.exists\n"
+                                        "        chain:\n"
+                                        "          - AND: x\n"
+                                        "          - OR: y\n"
+                                        "          - AND_NOT: x\n"
+                                        "          - or_not: y\n"
+                                        "    - x: {rule: rules.simple.exists}\n"
+                                        "/b:\n"
+                                        "  rules:\n"
+                                        "    - y: {rule: rules.simple.exists}\n");
     const rule_def_t *r = s_rule(rs, "r");
     uint32_t x = s_rule(rs, "x")->index, y = s_rule(rs, "y")->index;
     assert_int_equal(r->nchain, 4);
@@ -579,19 +576,18 @@ static void test_rules_chain_to_itself_is_a_cycle(void **state)
 static void test_rules_chain_diamond_is_not_a_cycle(void **state)
 {
     fixture_t *fx = *state;
-    const ruleset_t *rs = s_load_ok(fx,
-                                    "/a:\n"
-                                    "  rules:\n"
-                                    "    - top:\n"
-                                    "        rule: rules.simple.exists\n"
-                                    "        chain: [{OR: left}, {OR: right}]\n"
-                                    "    - left:\n"
-                                    "        rule: rules.simple.exists\n"
-                                    "        chain: [{AND: bottom}]\n"
-                                    "    - right:\n"
-                                    "        rule: rules.simple.exists\n"
-                                    "        chain: [{AND: bottom}]\n"
-                                    "    - bottom: {rule: rules.simple.exists}\n");
+    const ruleset_t *rs = s_load_ok(fx, "/a:\n"
+                                        "  rules:\n"
+                                        "    - top:\n"
+                                        "        rule: rules.simple.exists\n"
+                                        "        chain: [{OR: left}, {OR: right}]\n"
+                                        "    - left:\n"
+                                        "        rule: rules.simple.exists\n"
+                                        "        chain: [{AND: bottom}]\n"
+                                        "    - right:\n"
+                                        "        rule: rules.simple.exists\n"
+                                        "        chain: [{AND: bottom}]\n"
+                                        "    - bottom: {rule: rules.simple.exists}\n");
     assert_int_equal(rs->nrules, 4);
     assert_int_equal(s_rule(rs, "left")->chain[0].rule, s_rule(rs, "bottom")->index);
 }
@@ -601,17 +597,16 @@ static void test_rules_chain_diamond_is_not_a_cycle(void **state)
 static void test_rules_for_cooldown_key_field_and_scope_are_read(void **state)
 {
     fixture_t *fx = *state;
-    const ruleset_t *rs = s_load_ok(fx,
-                                    "/a:\n"
-                                    "  rules:\n"
-                                    "    - r1:\n"
-                                    "        rule: rules.simple.exists\n"
-                                    "        for: 3\n"
-                                    "        cooldown: 1m\n"
-                                    "        key: '{{event.data.disk}}'\n"
-                                    "        field: disk.used\n"
-                                    "        scope: shared/disk\n"
-                                    "    - r2: {rule: rules.simple.exists}\n");
+    const ruleset_t *rs = s_load_ok(fx, "/a:\n"
+                                        "  rules:\n"
+                                        "    - r1:\n"
+                                        "        rule: rules.simple.exists\n"
+                                        "        for: 3\n"
+                                        "        cooldown: 1m\n"
+                                        "        key: '{{event.data.disk}}'\n"
+                                        "        field: disk.used\n"
+                                        "        scope: shared/disk\n"
+                                        "    - r2: {rule: rules.simple.exists}\n");
     const rule_def_t *r1 = s_rule(rs, "r1"), *r2 = s_rule(rs, "r2");
     assert_int_equal(r1->for_n, 3);
     assert_int_equal(r1->cooldown_ms, 60000);
@@ -684,17 +679,16 @@ static void test_rules_bad_key_template_fails_at_the_key(void **state)
 static void test_rules_reaction_target_and_deadline_are_the_managers(void **state)
 {
     fixture_t *fx = *state;
-    const ruleset_t *rs =
-        s_load_ok(fx,
-                  "/a:\n"
-                  "  rules:\n"
-                  "    - r1:\n"
-                  "        rule: rules.simple.exists\n"
-                  "        reactions:\n"
-                  "          - reactions.cmd.run: {target: 'host:{{event.host}}', deadline: 5s,\n"
-                  "                                cmd: [systemctl, restart, nginx]}\n"
-                  "          - reactions.cmd.run: {target: all, cmd: [uptime]}\n"
-                  "          - reactions.eventer.fire_event: {tag: /out, deadline: 2s}\n");
+    const ruleset_t *rs = s_load_ok(
+        fx, "/a:\n"
+            "  rules:\n"
+            "    - r1:\n"
+            "        rule: rules.simple.exists\n"
+            "        reactions:\n"
+            "          - reactions.cmd.run: {target: 'host:{{event.host}}', deadline: 5s,\n"
+            "                                cmd: [systemctl, restart, nginx]}\n"
+            "          - reactions.cmd.run: {target: all, cmd: [uptime]}\n"
+            "          - reactions.eventer.fire_event: {tag: /out, deadline: 2s}\n");
     const rule_def_t *r = s_rule(rs, "r1");
     assert_int_equal(r->nreactions, 3);
 
@@ -831,23 +825,22 @@ static void test_rules_local_reaction_prepare_refusal_fails_at_its_name(void **s
 static void test_rules_params_exclude_structural_keys(void **state)
 {
     fixture_t *fx = *state;
-    const ruleset_t *rs = s_load_ok(fx,
-                                    "/a:\n"
-                                    "  rules:\n"
-                                    "    - r1:\n"
-                                    "        rule: rules.simple.gt\n"
-                                    "        threshold: 20\n"
-                                    "        register: registers.aggregate.avg\n"
-                                    "        period: 30s\n"
-                                    "        reactions: []\n"
-                                    "        chain: [{OR: r2}]\n"
-                                    "        for: 2\n"
-                                    "        cooldown: 10s\n"
-                                    "        key: '{{event.host}}'\n"
-                                    "        field: load.1m\n"
-                                    "        scope: s\n"
-                                    "        note: 'free text'\n"
-                                    "    - r2: {rule: rules.simple.exists}\n");
+    const ruleset_t *rs = s_load_ok(fx, "/a:\n"
+                                        "  rules:\n"
+                                        "    - r1:\n"
+                                        "        rule: rules.simple.gt\n"
+                                        "        threshold: 20\n"
+                                        "        register: registers.aggregate.avg\n"
+                                        "        period: 30s\n"
+                                        "        reactions: []\n"
+                                        "        chain: [{OR: r2}]\n"
+                                        "        for: 2\n"
+                                        "        cooldown: 10s\n"
+                                        "        key: '{{event.host}}'\n"
+                                        "        field: load.1m\n"
+                                        "        scope: s\n"
+                                        "        note: 'free text'\n"
+                                        "    - r2: {rule: rules.simple.exists}\n");
     s_assert_json(&s_rule(rs, "r1")->params,
                   "{\"threshold\":20,\"period\":\"30s\",\"note\":\"free text\"}");
     s_assert_json(&s_rule(rs, "r2")->params, "{}");
