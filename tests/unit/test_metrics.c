@@ -346,7 +346,7 @@ static int s_expo_check(const char *text, char *why, size_t whysize)
 
 static void s_assert_valid(const char *text)
 {
-    char why[512];
+    char why[1024];
     if (s_expo_check(text, why, sizeof why))
         fail_msg("invalid exposition: %s\n---\n%s---", why, text);
 }
@@ -355,7 +355,7 @@ static void s_assert_valid(const char *text)
 static void test_checker_rejects_broken_pages(void **state)
 {
     (void)state;
-    char why[512];
+    char why[1024];
     const char *bad[] = {
         "x_total 1\n",                                     /* no TYPE */
         "# TYPE x counter\n# TYPE x counter\nx 1\n",       /* TYPE twice */

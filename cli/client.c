@@ -1,0 +1,454 @@
+/*  client.c — how the CLI finds and talks to the daemons.
+
+    Endpoints come from flags, else from the manager's own config file
+    (so `nerve -c /etc/nerve/manager.yaml status` talks to exactly the
+    sockets that manager bound), else from the defaults every daemon uses
+    under $NERVE_HOME. Reading the config through manager/config.c means
+    the CLI and the manager can never disagree on what a key means.
+
+    The control round trip is a DEALER (not REQ): a DEALER can give up on a
+    dead manager after the timeout without the REQ state machine wedging,
+    and the manager's ROUTER answers both the same way. Events go out on a
+    PUSH with ZMQ_IMMEDIATE, so a send to a manager that is not there
+    times out instead of sitting in a queue and being reported as sent.
+*/
+#include "cli.h"
+#include "config.h"
+
+#include <nerve/error.h>
+#include <nerve/log.h>
+#include <nerve/paths.h>
+#include <nerve/value.h>
+#include <nerve/wire.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+static void *s_ctx;
+
+void *cli_zmq(void)
+{
+    if (!s_ctx) {
+        s_ctx = zmq_ctx_new();
+        if (!s_ctx)
+            fprintf(stderr, "nerve: cannot create a ZeroMQ context: %s\n", zmq_strerror(errno));
+    }
+    return s_ctx;
+}
+
+void cli_zmq_term(void)
+{
+    if (s_ctx) {
+        zmq_ctx_term(s_ctx);
+        s_ctx = NULL;
+    }
+}
+
+/* ---------------------------------------------------------- endpoints */
+
+/*  A bind address as a local connect address: the wildcard hosts a
+    daemon binds ("*", "0.0.0.0", "[::]") are not addresses one can
+    connect to. */
+static char *s_connect_address(const char *bind)
+{
+    static const struct {
+        const char *from, *to;
+    } map[] = {
+        {"tcp://*:", "tcp://127.0.0.1:"},
+        {"tcp://0.0.0.0:", "tcp://127.0.0.1:"},
+        {"tcp://[::]:", "tcp://[::1]:"},
+        {"tcp://[*]:", "tcp://[::1]:"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        size_t n = strlen(map[i].from);
+        if (strncmp(bind, map[i].from, n) == 0) {
+            size_t len = strlen(map[i].to) + strlen(bind + n) + 1;
+            char *out = malloc(len);
+            if (out)
+                snprintf(out, len, "%s%s", map[i].to, bind + n);
+            return out;
+        }
+    }
+    return strdup(bind);
+}
+
+/*  The publisher's control socket: when the manager pushes to
+    ".../publisher.sock", the publisher's defaults put its control socket
+    beside it as ".../publisher-control.sock". */
+static char *s_pubctl_default(const char *publisher)
+{
+    const char *slash = strrchr(publisher, '/');
+    if (strncmp(publisher, "ipc://", 6) == 0 && slash && strcmp(slash, "/publisher.sock") == 0) {
+        size_t dir = (size_t)(slash - publisher);
+        size_t len = dir + sizeof "/publisher-control.sock";
+        char *out = malloc(len);
+        if (out)
+            snprintf(out, len, "%.*s/publisher-control.sock", (int)dir, publisher);
+        return out;
+    }
+    char path[PATH_MAX], ep[PATH_MAX + 8];
+    if (nerve_home_path("run/publisher-control.sock", path, sizeof path) != 0)
+        return NULL;
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    return strdup(ep);
+}
+
+static int s_load_config(manager_config_t *mc, const char *path)
+{
+    nerve_conf_error_t err;
+    if (manager_config_defaults(mc) != 0) {
+        fprintf(stderr, "nerve: out of memory\n");
+        return CLI_FAIL;
+    }
+    int rc = manager_config_load(mc, path, &err);
+    if (rc == 0)
+        return CLI_OK;
+    if (path) {
+        fprintf(stderr, "nerve: %s\n", err.message[0] ? err.message : nerve_strerror(rc));
+        return CLI_FAIL;
+    }
+    /* The system default file is read only when present; a broken one must
+       not stop an operator from asking a manager started with flags. */
+    fprintf(stderr, "nerve: ignoring /etc/nerve/manager.yaml: %s\n",
+            err.message[0] ? err.message : nerve_strerror(rc));
+    manager_config_free(mc);
+    return manager_config_defaults(mc) == 0 ? CLI_OK : CLI_FAIL;
+}
+
+int cli_resolve(cli_t *self)
+{
+    if (self->resolved)
+        return CLI_OK;
+    manager_config_t mc;
+    int rc = s_load_config(&mc, self->opt_config);
+    if (rc != CLI_OK) {
+        manager_config_free(&mc);
+        return rc;
+    }
+    self->control = s_connect_address(self->opt_control ? self->opt_control : mc.control);
+    self->tap = s_connect_address(self->opt_tap ? self->opt_tap : mc.tap);
+    self->events = s_connect_address(self->opt_events ? self->opt_events : mc.events);
+    self->pubctl = self->opt_pubctl ? s_connect_address(self->opt_pubctl)
+                                    : s_pubctl_default(mc.publisher);
+    self->rules = mc.rules ? strdup(mc.rules) : NULL;
+    for (size_t i = 0; i < mc.nmodules && i < CLI_MODULE_DIRS_MAX; i++)
+        self->modules[self->nmodules++] = strdup(mc.modules[i]);
+    manager_config_free(&mc);
+    bool oom = !self->control || !self->tap || !self->events || !self->pubctl || !self->rules;
+    for (size_t i = 0; i < self->nmodules; i++)
+        oom = oom || !self->modules[i];
+    self->resolved = true;
+    if (oom) {
+        fprintf(stderr, "nerve: out of memory\n");
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+void cli_free(cli_t *self)
+{
+    char **strs[] = {&self->control, &self->tap, &self->events, &self->pubctl, &self->rules};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    for (size_t i = 0; i < self->nmodules; i++)
+        free(self->modules[i]);
+    self->nmodules = 0;
+    self->resolved = false;
+}
+
+void cli_print_unreachable(const char *who, const char *endpoint, const char *what,
+                           uint64_t timeout_ms)
+{
+    char took[32];
+    cli_fmt_duration_ms(timeout_ms, took, sizeof took);
+    const char *hint = "";
+    struct stat st;
+    if (strncmp(endpoint, "ipc://", 6) == 0 && stat(endpoint + 6, &st) != 0)
+        hint = "; no socket file there: is it running, and are the endpoint flags or -c right?";
+    fprintf(stderr, "nerve: %s unreachable at %s (%s within %s%s)\n", who, endpoint, what, took,
+            hint);
+}
+
+/* ------------------------------------------------------ control socket */
+
+struct cli_conn {
+    void *sock;
+};
+
+cli_conn_t *cli_conn_new(const char *endpoint)
+{
+    void *ctx = cli_zmq();
+    if (!ctx)
+        return NULL;
+    cli_conn_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->sock = zmq_socket(ctx, ZMQ_DEALER))) {
+        fprintf(stderr, "nerve: cannot create a socket: %s\n", zmq_strerror(errno));
+        free(self);
+        return NULL;
+    }
+    int linger = 0;
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(self->sock, endpoint) != 0) {
+        fprintf(stderr, "nerve: bad endpoint '%s': %s\n", endpoint, zmq_strerror(errno));
+        cli_conn_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void cli_conn_destroy(cli_conn_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cli_conn_t *self = *self_p;
+    if (self->sock)
+        zmq_close(self->sock);
+    free(self);
+    *self_p = NULL;
+}
+
+int cli_conn_send(cli_conn_t *self, const char *verb, const msgpack_sbuffer *args)
+{
+    static const char empty_map = (char)0x80;
+    const void *data = args ? args->data : &empty_map;
+    size_t size = args ? args->size : 1;
+    if (zmq_send(self->sock, verb, strlen(verb), ZMQ_SNDMORE) < 0 ||
+        zmq_send(self->sock, data, size, 0) < 0)
+        return NERVE_EIO;
+    return 0;
+}
+
+void cli_reply_free(cli_reply_t *reply)
+{
+    if (!reply)
+        return;
+    if (reply->zone)
+        msgpack_zone_free(reply->zone);
+    free(reply->buf);
+    memset(reply, 0, sizeof *reply);
+}
+
+const char *cli_reply_error(const cli_reply_t *reply, char *buf, size_t size)
+{
+    const char *p;
+    size_t n;
+    if (nerve_obj_str(nerve_obj_get(&reply->body, "error"), &p, &n))
+        snprintf(buf, size, "%.*s", (int)(n < size ? n : size - 1), p);
+    else
+        snprintf(buf, size, "(the reply names no error)");
+    return buf;
+}
+
+/*  Reads the frames of one reply. A reply is [status][body]; anything else
+    is drained and refused. */
+static int s_read_reply(void *sock, cli_reply_t *reply)
+{
+    zmq_msg_t parts[2];
+    size_t n = 0;
+    bool more = true;
+    int rc = 0;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, 0) < 0) {
+            zmq_msg_close(&m);
+            rc = NERVE_EIO;
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < 2)
+            parts[n++] = m;
+        else {
+            zmq_msg_close(&m);
+            rc = NERVE_EPARSE;
+        }
+    }
+    if (rc == 0 && n != 2)
+        rc = NERVE_EPARSE;
+    if (rc == 0) {
+        size_t sl = zmq_msg_size(&parts[0]);
+        const char *status = zmq_msg_data(&parts[0]);
+        if (sl == 2 && memcmp(status, "ok", 2) == 0)
+            reply->ok = true;
+        else if (sl == 5 && memcmp(status, "error", 5) == 0)
+            reply->ok = false;
+        else
+            rc = NERVE_EPARSE;
+    }
+    if (rc == 0) {
+        size_t len = zmq_msg_size(&parts[1]);
+        reply->buf = malloc(len ? len : 1);
+        reply->zone = msgpack_zone_new(4096);
+        size_t off = 0;
+        if (!reply->buf || !reply->zone)
+            rc = NERVE_ENOMEM;
+        else {
+            memcpy(reply->buf, zmq_msg_data(&parts[1]), len);
+            if (msgpack_unpack(reply->buf, len, &off, reply->zone, &reply->body) !=
+                    MSGPACK_UNPACK_SUCCESS ||
+                off != len)
+                rc = NERVE_EPARSE;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    if (rc != 0)
+        cli_reply_free(reply);
+    return rc;
+}
+
+int cli_conn_recv(cli_conn_t *self, uint64_t deadline_ms, cli_reply_t *reply)
+{
+    memset(reply, 0, sizeof *reply);
+    /* Polls at least once: a reply that is already here counts even when
+       the deadline passed while waiting for another daemon. */
+    uint64_t now = nerve_clock_mono_ms();
+    zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
+    int n = zmq_poll(&item, 1, deadline_ms > now ? (long)(deadline_ms - now) : 0);
+    if (n == 0 || (n < 0 && errno == EINTR))
+        return NERVE_ETIMEDOUT;
+    if (n < 0)
+        return NERVE_EIO;
+    return s_read_reply(self->sock, reply);
+}
+
+int cli_conn_call(cli_t *cli, cli_conn_t *conn, const char *who, const char *endpoint,
+                  const char *verb, const msgpack_sbuffer *args, cli_reply_t *reply)
+{
+    memset(reply, 0, sizeof *reply);
+    if (cli_conn_send(conn, verb, args) != 0) {
+        fprintf(stderr, "nerve: cannot send to %s at %s: %s\n", who, endpoint,
+                zmq_strerror(errno));
+        return CLI_FAIL;
+    }
+    int rc = cli_conn_recv(conn, nerve_clock_mono_ms() + cli->timeout_ms, reply);
+    if (rc == NERVE_ETIMEDOUT) {
+        cli_print_unreachable(who, endpoint, "no answer", cli->timeout_ms);
+        return CLI_UNREACHABLE;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "nerve: %s at %s sent a reply that is not [ok|error][msgpack]\n", who,
+                endpoint);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+int cli_call(cli_t *cli, const char *verb, const msgpack_sbuffer *args, cli_reply_t *reply)
+{
+    memset(reply, 0, sizeof *reply);
+    int rc = cli_resolve(cli);
+    if (rc != CLI_OK)
+        return rc;
+    cli_conn_t *conn = cli_conn_new(cli->control);
+    if (!conn)
+        return CLI_FAIL;
+    rc = cli_conn_call(cli, conn, "manager", cli->control, verb, args, reply);
+    cli_conn_destroy(&conn);
+    return rc;
+}
+
+/* --------------------------------------------------------------- events */
+
+void *cli_events_socket(cli_t *cli)
+{
+    void *ctx = cli_zmq();
+    if (!ctx || cli_resolve(cli) != CLI_OK)
+        return NULL;
+    void *sock = zmq_socket(ctx, ZMQ_PUSH);
+    if (!sock) {
+        fprintf(stderr, "nerve: cannot create a socket: %s\n", zmq_strerror(errno));
+        return NULL;
+    }
+    int one = 1, linger = 0;
+    int timeout = cli->timeout_ms > INT_MAX ? INT_MAX : (int)cli->timeout_ms;
+    zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(sock, cli->events) != 0) {
+        fprintf(stderr, "nerve: bad events endpoint '%s': %s\n", cli->events,
+                zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+static const char *s_tag_problem(nerve_wire_reason_t reason)
+{
+    switch (reason) {
+    case NERVE_WIRE_TAG_EMPTY: return "a tag cannot be empty";
+    case NERVE_WIRE_TAG_TOO_LONG: return "a tag is at most 255 bytes";
+    case NERVE_WIRE_TAG_NO_SLASH: return "a tag starts with '/', as in /app/deploy/done";
+    case NERVE_WIRE_TAG_NUL: return "a tag cannot contain a NUL byte";
+    case NERVE_WIRE_TAG_UTF8: return "a tag must be valid UTF-8";
+    default: return nerve_wire_reason_name(reason);
+    }
+}
+
+int cli_send_event(cli_t *cli, void *sock, const char *tag, const char *host,
+                   const msgpack_object *data, uint32_t hops, uint8_t id_out[16])
+{
+    nerve_wire_reason_t why = nerve_wire_check_tag(tag, strlen(tag));
+    if (why != NERVE_WIRE_OK) {
+        fprintf(stderr, "nerve: invalid tag '%s': %s\n", tag, s_tag_problem(why));
+        return CLI_USAGE;
+    }
+    size_t hl = strlen(host);
+    if (hl == 0 || hl > NERVE_HOST_MAX) {
+        fprintf(stderr, "nerve: invalid host '%s': 1 to %d bytes\n", host, NERVE_HOST_MAX);
+        return CLI_USAGE;
+    }
+    nerve_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    memcpy(ev.tag, tag, strlen(tag) + 1);
+    ev.tag_len = strlen(tag);
+    memcpy(ev.host, host, hl + 1);
+    nerve_wire_new_id(ev.id);
+    ev.ts = nerve_clock_wall_ns();
+    ev.data = *data;
+    ev.hops = hops;
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    int rc = nerve_wire_encode_event(&ev, &buf);
+    if (rc != 0) {
+        fprintf(stderr, "nerve: cannot send %s: %s\n", tag,
+                rc == NERVE_EINVAL ? "it breaks the wire's limits (payload at most 1 MiB, data "
+                                     "nested at most 31 deep, hops at most 8)"
+                                   : nerve_strerror(rc));
+        msgpack_sbuffer_destroy(&buf);
+        return CLI_USAGE;
+    }
+    rc = CLI_OK;
+    if (zmq_send(sock, ev.tag, ev.tag_len, ZMQ_SNDMORE) < 0 ||
+        zmq_send(sock, buf.data, buf.size, 0) < 0) {
+        if (errno == EAGAIN) {
+            cli_print_unreachable("manager", cli->events, "no connection took the event",
+                                  cli->timeout_ms);
+            rc = CLI_UNREACHABLE;
+        } else {
+            fprintf(stderr, "nerve: cannot send to %s: %s\n", cli->events, zmq_strerror(errno));
+            rc = CLI_FAIL;
+        }
+    }
+    msgpack_sbuffer_destroy(&buf);
+    if (rc == CLI_OK && id_out)
+        memcpy(id_out, ev.id, NERVE_ID_SIZE);
+    return rc;
+}
+
+void cli_events_close(cli_t *cli, void **sock)
+{
+    if (!sock || !*sock)
+        return;
+    int linger = cli->timeout_ms > INT_MAX ? INT_MAX : (int)cli->timeout_ms;
+    zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(*sock);
+    *sock = NULL;
+}
