@@ -18,11 +18,13 @@
     state into new_state, expire what left the window, add the sample, read
     the answer. No allocation, no sort (percentile uses a selection).
 
-    The window is a ring of 60 time buckets, each period/60 wide; a sample
-    lands in the bucket of its receive time (call->now_ns). A bucket keeps
-    only what its function needs (count, and sum, or min, or first/last…).
-    So the window's edge moves in steps of period/60: a sample counts for
-    between 59/60 and 60/60 of the period after it arrived. Within that,
+    The window is a ring of N time buckets, each period/N wide, N being the
+    period in seconds clamped to 10…60 (one bucket a second for periods up
+    to a minute); a sample lands in the bucket of its receive time
+    (call->now_ns). A bucket keeps only what its function needs (count, and
+    sum, or min, or first/last…). So the window's edge moves in steps of
+    period/N: a sample counts for between (N-1)/N and N/N of the period
+    after it arrived. Within that,
     avg, sum, count, min, max and delta are exact. rate sums every increase
     between consecutive samples (a drop counts from 0, as Prometheus does
     for counter resets) and divides by the time from the window's first
@@ -36,7 +38,7 @@
         header   u8 version, u8 function, u8 buckets, u8 ring start,
                  u32 samples in the ring, u64 bucket width ns,
                  u64 time of the newest sample ns              24 bytes
-        buckets  60 × (u32 count [, u32 offset of the first sample
+        buckets  N × (u32 count [, u32 offset of the first sample
                  (rate), as a fraction of the width in 1/2^32], f64 fields)
         ring     percentile only: 60 × u16 counts, then 256 × f64 samples
 
@@ -63,7 +65,8 @@
 #include <nerve/module.h>
 
 #define S_VERSION          1
-#define S_BUCKETS          60u
+#define S_BUCKETS_MAX      60u /* one bucket per second up to a minute's period… */
+#define S_BUCKETS_MIN      10u /* …and at least ten, however short the period */
 #define S_SAMPLES          256u
 #define S_PERIOD_DEFAULT_S 60.0
 #define S_PERIOD_MAX_S     (366.0 * 86400.0)
@@ -92,7 +95,8 @@ static const char *const s_fn_names[] = {
 
 /*  Params, checked once by prepare(). */
 typedef struct s_params {
-    uint64_t width_ns; /* one bucket: period / S_BUCKETS */
+    uint64_t width_ns; /* one bucket: period / nbuckets */
+    uint8_t nbuckets;  /* clamp(period in seconds, 10, 60) */
     double alpha;      /* ewma */
     double p;          /* percentile, 0–100 */
 } s_params_t;
@@ -138,13 +142,13 @@ static size_t s_stride(s_fn_t fn)
     return s_fbase(fn) + 8 * s_nfields(fn);
 }
 
-static size_t s_state_size(s_fn_t fn)
+static size_t s_state_size(s_fn_t fn, unsigned nbuckets)
 {
     if (fn == S_EWMA)
         return 16;
     if (fn == S_PERCENTILE)
-        return sizeof(s_header_t) + S_BUCKETS * 2 + S_SAMPLES * 8;
-    return sizeof(s_header_t) + S_BUCKETS * s_stride(fn);
+        return sizeof(s_header_t) + nbuckets * 2 + S_SAMPLES * 8;
+    return sizeof(s_header_t) + nbuckets * s_stride(fn);
 }
 
 /* --- unaligned access: state bytes come from LMDB pages, any alignment --- */
@@ -235,7 +239,14 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
         int rc = s_parse_period(name, params, &period_ns, err, errsize);
         if (rc != 0)
             return rc;
-        out->width_ns = period_ns / S_BUCKETS ? period_ns / S_BUCKETS : 1;
+        /* Buckets of a second keep short windows exact to the second and
+           states small: the seed's period of 10 s is 10 buckets (144 bytes
+           for avg), where 60 would copy and commit 744 per event. */
+        uint64_t secs = (period_ns + 999999999ull) / 1000000000ull;
+        out->nbuckets = (uint8_t)(secs < S_BUCKETS_MIN   ? S_BUCKETS_MIN
+                                  : secs > S_BUCKETS_MAX ? S_BUCKETS_MAX
+                                                         : secs);
+        out->width_ns = period_ns / out->nbuckets ? period_ns / out->nbuckets : 1;
     }
     if (fn == S_EWMA) {
         const msgpack_object *a = nerve_obj_get(params, "alpha");
@@ -264,7 +275,7 @@ static int s_parse(s_fn_t fn, const msgpack_object *params, s_params_t *out, cha
 typedef struct s_window {
     s_fn_t fn;
     s_header_t h;
-    uint8_t *buckets; /* S_BUCKETS × stride (percentile: × u16) */
+    uint8_t *buckets; /* h.nbuckets × stride (percentile: × u16) */
     size_t stride;
     uint8_t *samples; /* percentile: S_SAMPLES × f64 */
 } s_window_t;
@@ -275,7 +286,7 @@ static void s_window_map(s_window_t *w, s_fn_t fn, uint8_t *state)
     memcpy(&w->h, state, sizeof w->h);
     w->buckets = state + sizeof(s_header_t);
     w->stride = fn == S_PERCENTILE ? 2 : s_stride(fn);
-    w->samples = fn == S_PERCENTILE ? w->buckets + S_BUCKETS * 2 : NULL;
+    w->samples = fn == S_PERCENTILE ? w->buckets + w->h.nbuckets * 2 : NULL;
 }
 
 static uint32_t s_bucket_count(const s_window_t *w, size_t slot)
@@ -290,16 +301,16 @@ static uint32_t s_bucket_count(const s_window_t *w, size_t slot)
 static bool s_window_valid(s_fn_t fn, const s_params_t *p, const void *state, size_t len,
                            uint64_t now_ns)
 {
-    if (!state || len != s_state_size(fn))
+    if (!state || len != s_state_size(fn, p->nbuckets))
         return false;
     s_header_t h;
     memcpy(&h, state, sizeof h);
-    if (h.version != S_VERSION || h.fn != fn || h.nbuckets != S_BUCKETS ||
+    if (h.version != S_VERSION || h.fn != fn || h.nbuckets != p->nbuckets ||
         h.width_ns != p->width_ns)
         return false;
     /* A clock stepped back by more than a window (or a state from the
        future) would freeze the window until the clock catches up. */
-    if (h.last_ns > now_ns && h.last_ns - now_ns > S_BUCKETS * h.width_ns)
+    if (h.last_ns > now_ns && h.last_ns - now_ns > (uint64_t)h.nbuckets * h.width_ns)
         return false;
     if (fn != S_PERCENTILE)
         return true;
@@ -308,17 +319,17 @@ static bool s_window_valid(s_fn_t fn, const s_params_t *p, const void *state, si
     s_window_t w;
     s_window_map(&w, fn, (uint8_t *)state);
     uint32_t total = 0;
-    for (size_t i = 0; i < S_BUCKETS; i++)
+    for (size_t i = 0; i < h.nbuckets; i++)
         total += s_bucket_count(&w, i);
     return total == h.nsamples;
 }
 
 static void s_window_fresh(s_fn_t fn, const s_params_t *p, uint8_t *state, uint64_t now_ns)
 {
-    memset(state, 0, s_state_size(fn));
+    memset(state, 0, s_state_size(fn, p->nbuckets));
     s_header_t h = {.version = S_VERSION,
                     .fn = (uint8_t)fn,
-                    .nbuckets = S_BUCKETS,
+                    .nbuckets = p->nbuckets,
                     .width_ns = p->width_ns,
                     .last_ns = now_ns};
     memcpy(state, &h, sizeof h);
@@ -346,9 +357,10 @@ static void s_window_advance(s_window_t *w, uint64_t now_ns)
     uint64_t width = w->h.width_ns;
     uint64_t t = now_ns > w->h.last_ns ? now_ns : w->h.last_ns;
     uint64_t head = w->h.last_ns / width, next = t / width;
-    uint64_t n = next - head < S_BUCKETS ? next - head : S_BUCKETS;
+    uint64_t nb = w->h.nbuckets;
+    uint64_t n = next - head < nb ? next - head : nb;
     for (uint64_t i = 1; i <= n; i++)
-        s_bucket_expire(w, (size_t)((head + i) % S_BUCKETS));
+        s_bucket_expire(w, (size_t)((head + i) % nb));
     w->h.last_ns = t;
 }
 
@@ -357,8 +369,8 @@ static void s_percentile_add(s_window_t *w, uint8_t *b, double x)
     if (w->h.nsamples == S_SAMPLES) {
         /* Full: the oldest sample leaves, and its bucket's count with it. */
         uint64_t head = w->h.last_ns / w->h.width_ns;
-        for (uint64_t i = 1; i <= S_BUCKETS; i++) {
-            uint8_t *old = w->buckets + ((head + i) % S_BUCKETS) * w->stride;
+        for (uint64_t i = 1; i <= w->h.nbuckets; i++) {
+            uint8_t *old = w->buckets + ((head + i) % w->h.nbuckets) * w->stride;
             uint16_t c = s_u16(old);
             if (c) {
                 s_put_u16(old, (uint16_t)(c - 1));
@@ -378,7 +390,7 @@ static void s_percentile_add(s_window_t *w, uint8_t *b, double x)
 static void s_window_add(s_window_t *w, double x)
 {
     uint64_t width = w->h.width_ns;
-    uint8_t *b = w->buckets + ((w->h.last_ns / width) % S_BUCKETS) * w->stride;
+    uint8_t *b = w->buckets + ((w->h.last_ns / width) % w->h.nbuckets) * w->stride;
     if (w->fn == S_PERCENTILE) {
         s_percentile_add(w, b, x);
         return;
@@ -483,9 +495,10 @@ static bool s_window_read(const s_window_t *w, const s_params_t *p, msgpack_obje
     double acc = 0, first = 0, last = 0;
     uint64_t first_ns = 0;
     size_t fb = s_fbase(w->fn);
-    for (uint64_t i = 1; i <= S_BUCKETS; i++) {
-        /* oldest bucket first: slot head+1 holds the bucket S_BUCKETS-1 ago */
-        size_t slot = (size_t)((head + i) % S_BUCKETS);
+    uint64_t nb = w->h.nbuckets;
+    for (uint64_t i = 1; i <= nb; i++) {
+        /* oldest bucket first: slot head+1 holds the bucket nb-1 ago */
+        size_t slot = (size_t)((head + i) % nb);
         const uint8_t *b = w->buckets + slot * w->stride;
         uint32_t c = s_u32(b);
         if (c == 0)
@@ -505,7 +518,7 @@ static bool s_window_read(const s_window_t *w, const s_params_t *p, msgpack_obje
             break;
         case S_RATE:
             if (count == 0) {
-                uint64_t start = (head + i - S_BUCKETS) * w->h.width_ns;
+                uint64_t start = (head + i - nb) * w->h.width_ns;
                 first_ns =
                     start + (uint64_t)(((unsigned __int128)s_u32(b + 4) * w->h.width_ns) >> 32);
             } else {
@@ -592,7 +605,7 @@ static int s_aggregate(s_fn_t fn, nerve_register_call_t *call)
         call->out = nerve_obj_double_new(x);
         return 0;
     }
-    size_t size = s_state_size(fn);
+    size_t size = s_state_size(fn, p->nbuckets);
     if (!call->new_state || call->new_state_cap < size)
         return NERVE_ERANGE;
     if (fn == S_EWMA)
