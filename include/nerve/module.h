@@ -207,8 +207,17 @@ typedef struct nerve_beacon_call {
     const nerve_host_api_t *api;   /* api->emit / emit_raw send events */
     void *host;
     msgpack_zone *zone;            /* scratch, cleared after each run */
+    char *error;                   /* out: when the run fails, one line
+                                      saying why ("/proc/loadavg: No such
+                                      file or directory"), NUL-terminated
+                                      in at most error_cap bytes; beacond
+                                      sends it in /nerve/beacon/<host>/error */
+    size_t error_cap;
 } nerve_beacon_call_t;
 
+/*  Returns 0 (whether or not it emitted anything), or a negative nerve_err
+    with the reason in call->error: beacond then emits the error event and
+    keeps running this beacon and the others on their intervals. */
 typedef int (*nerve_beacon_fn_t)(nerve_beacon_call_t *call);
 
 /* ------------------------------------------------------------------------

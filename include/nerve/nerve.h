@@ -11,6 +11,8 @@
 #include <nerve/template.h>
 #include <nerve/paths.h>
 #include <nerve/daemon.h>
+#include <nerve/beacon.h>
+#include <nerve/metrics.h>
 
 #define NERVE_VERSION_STRING "0.1.0"
 

@@ -125,8 +125,8 @@ static double s_num(const msgpack_object *obj, const char *path)
 static void s_assert_str(const msgpack_object *obj, const char *path, const char *want)
 {
     const msgpack_object *o = nerve_obj_path(obj, path);
-    const char *s;
-    size_t n;
+    const char *s = "";
+    size_t n = 0;
     if (!o || !nerve_obj_str(o, &s, &n))
         fail_msg("no string at %s", path);
     assert_int_equal(n, strlen(want));
@@ -290,10 +290,10 @@ static void test_data_int_uses_every_integer_width_correctly(void **state)
     fixture_t *f = *state;
     s_bind(f);
     nerve_beacon_t *b = s_beacon(f, "h");
-    static const int64_t v[] = {0,     1,      127,     128,        255,       256,
-                                65535, 65536,  4294967295LL, 4294967296LL, INT64_MAX, -1,
-                                -32,   -33,    -128,    -129,       -32768,    -32769,
-                                INT32_MIN, (int64_t)INT32_MIN - 1, INT64_MIN};
+    static const int64_t v[] = {
+        0,         1,  127, 128, 255,  256,  65535,  65536,  4294967295LL, 4294967296LL,
+        INT64_MAX, -1, -32, -33, -128, -129, -32768, -32769, INT32_MIN,    (int64_t)INT32_MIN - 1,
+        INT64_MIN};
     size_t n = sizeof v / sizeof v[0];
     nerve_data_t *d = nerve_beacon_data(b);
     nerve_data_array_begin(d, "v");
@@ -365,9 +365,9 @@ static void test_beacon_send_raw_refuses_malformed_msgpack(void **state)
     fixture_t *f = *state;
     s_bind(f);
     nerve_beacon_t *b = s_beacon(f, "h");
-    static const uint8_t truncated[] = {0x82, 0xa1, 'a'};      /* map of 2, 1 key */
-    static const uint8_t trailing[] = {0x01, 0x02};            /* two values */
-    static const uint8_t invalid[] = {0xc1};                   /* never used */
+    static const uint8_t truncated[] = {0x82, 0xa1, 'a'}; /* map of 2, 1 key */
+    static const uint8_t trailing[] = {0x01, 0x02};       /* two values */
+    static const uint8_t invalid[] = {0xc1};              /* never used */
     assert_int_equal(nerve_beacon_send_raw(b, "/r", truncated, sizeof truncated), NERVE_EINVAL);
     assert_int_equal(nerve_beacon_send_raw(b, "/r", trailing, sizeof trailing), NERVE_EINVAL);
     assert_int_equal(nerve_beacon_send_raw(b, "/r", invalid, sizeof invalid), NERVE_EINVAL);
@@ -406,6 +406,10 @@ static void test_beacon_bad_tag_is_refused_and_counted(void **state)
     assert_int_equal(f->ev.tag_len, NERVE_TAG_MAX);
     assert_true(s_num(&f->ev.data, "value") == 2);
     s_stats(b, 1, 0, 15);
+    assert_int_equal(nerve_beacon_send_value(b, "/caf\xc3\xa9/\xe2\x82\xac", 3), 0); /* UTF-8 */
+    s_recv(f);
+    assert_string_equal(f->ev.tag, "/caf\xc3\xa9/\xe2\x82\xac");
+    s_stats(b, 2, 0, 15);
     nerve_beacon_destroy(&b);
 }
 
@@ -416,7 +420,7 @@ static void test_data_errors_are_sticky_and_refuse_the_send(void **state)
     nerve_beacon_t *b = s_beacon(f, "h");
 
     nerve_data_t *d = nerve_beacon_data(b);
-    assert_int_equal(nerve_data_num(d, NULL, 1), NERVE_EINVAL); /* map needs keys */
+    assert_int_equal(nerve_data_num(d, NULL, 1), NERVE_EINVAL);    /* map needs keys */
     assert_int_equal(nerve_data_num(d, "value", 1), NERVE_EINVAL); /* sticky */
     assert_int_equal(nerve_data_error(d), NERVE_EINVAL);
     assert_int_equal(nerve_beacon_send(b, "/x", d), NERVE_EINVAL);
@@ -685,15 +689,15 @@ static void test_beacon_from_config_refuses_bad_files(void **state)
     char path[128];
     snprintf(path, sizeof path, "%s/beacon.yaml", f->dir);
     static const char *const bad[] = {
-        "manager: ipc:///tmp/x\nhots: typo\n",           /* unknown key */
-        "hwm: lots\n",                                    /* not an integer */
-        "hwm: 0\n",                                       /* out of range */
-        "linger: forever\n",                              /* not a duration */
-        "security: {server_key: /k/manager.pub}\n",       /* CURVE not yet */
-        "security: {insecure: maybe}\n",                  /* not a bool */
-        "- a list\n",                                     /* not a map */
-        "manager: [1, 2\n",                               /* YAML syntax */
-        "manager: nope://x\n",                            /* endpoint */
+        "manager: ipc:///tmp/x\nhots: typo\n",      /* unknown key */
+        "hwm: lots\n",                              /* not an integer */
+        "hwm: 0\n",                                 /* out of range */
+        "linger: forever\n",                        /* not a duration */
+        "security: {server_key: /k/manager.pub}\n", /* CURVE not yet */
+        "security: {insecure: maybe}\n",            /* not a bool */
+        "- a list\n",                               /* not a map */
+        "manager: [1, 2\n",                         /* YAML syntax */
+        "manager: nope://x\n",                      /* endpoint */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         s_write(path, bad[i]);

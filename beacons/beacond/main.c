@@ -1,0 +1,236 @@
+/*  nerve-beacond — runs beacon modules on this host and sends their events.
+
+    Parses flags and the config file, builds the scheduler (scheduler.c)
+    and runs it until SIGTERM or SIGINT. SIGHUP re-reads the config: the
+    new set of beacons replaces the old only if all of it loads; otherwise
+    the old keeps running and /nerve/beacon/<host>/reload/failed says why.
+    Flags override the config file's keys.
+*/
+#include "config.h"
+#include "scheduler.h"
+
+#include <nerve/daemon.h>
+#include <nerve/log.h>
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void s_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: nerve-beacond [options]\n"
+        "\n"
+        "Runs beacon modules (beacons.load.avg, beacons.log.match, …) on their\n"
+        "intervals and sends their events to the nerve manager.\n"
+        "\n"
+        "  -c, --config FILE      config file (default /etc/nerve/beacond.yaml if present)\n"
+        "      --manager EP       the manager's events endpoint (default tcp://127.0.0.1:7450)\n"
+        "      --host NAME        host id in events and default tags (default: hostname)\n"
+        "      --modules DIR      module directory; repeat for a search path\n"
+        "      --log-level LEVEL  error, warn, info (default) or debug\n"
+        "      --check            load the config, resolve and prepare every beacon, exit\n"
+        "      --once             run every beacon once, deliver, exit (1 if one failed)\n"
+        "  -h, --help             this help\n"
+        "  -V, --version          print the version\n"
+        "\n"
+        "Signals: SIGTERM/SIGINT stop; SIGHUP reloads the config.\n");
+}
+
+static void s_on_stop(int sig)
+{
+    beacond_request_stop();
+}
+
+static void s_on_hup(int sig)
+{
+    beacond_request_reload();
+}
+
+static void s_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = s_on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = s_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+enum { OPT_MANAGER = 256, OPT_HOST, OPT_MODULES, OPT_LOG, OPT_CHECK, OPT_ONCE };
+
+static const struct option s_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"manager", required_argument, NULL, OPT_MANAGER},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"modules", required_argument, NULL, OPT_MODULES},
+    {"log-level", required_argument, NULL, OPT_LOG},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct flags {
+    const char *config;
+    bool check, once;
+} flags_t;
+
+/*  Reads the config file, then applies the flags over it (again on every
+    reload, so a flag keeps winning). Returns 0 or 2 (message printed). */
+static int s_load(int argc, char **argv, flags_t *flags, beacond_config_t *cfg)
+{
+    nerve_conf_error_t err;
+    if (beacond_config_defaults(cfg) != 0 || beacond_config_load(cfg, flags->config, &err) != 0) {
+        NERVE_ERROR("beacond", "%s", err.message[0] ? err.message : "out of memory");
+        return 2;
+    }
+    bool modules_reset = false;
+    int c;
+    optind = 1;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "c:hV", s_opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            break;
+        case OPT_MANAGER:
+            beacond_config_set(&cfg->manager, optarg);
+            break;
+        case OPT_HOST:
+            if (!beacond_host_ok(optarg)) {
+                NERVE_ERROR("beacond", "--host '%s': use 1-%d letters, digits and . _ - : @",
+                            optarg, BEACOND_HOST_MAX);
+                return 2;
+            }
+            beacond_config_set(&cfg->host, optarg);
+            break;
+        case OPT_MODULES:
+            if (!modules_reset) {
+                for (size_t i = 0; i < cfg->nmodules; i++)
+                    free(cfg->modules[i]);
+                cfg->nmodules = 0;
+                modules_reset = true;
+            }
+            if (cfg->nmodules < BEACOND_MAX_MODULE_DIRS)
+                cfg->modules[cfg->nmodules++] = strdup(optarg);
+            break;
+        case OPT_LOG: {
+            nerve_log_level_t level;
+            if (nerve_log_level_parse(optarg, &level) != 0) {
+                NERVE_ERROR("beacond", "--log-level: expected error, warn, info or debug");
+                return 2;
+            }
+            nerve_log_set_level(level);
+            break;
+        }
+        case OPT_CHECK:
+            flags->check = true;
+            break;
+        case OPT_ONCE:
+            flags->once = true;
+            break;
+        default:
+            s_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        NERVE_ERROR("beacond", "unexpected argument '%s' (see --help)", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+/*  SIGHUP: a new scheduler from the re-read config, or the old one kept. */
+static void s_reload(int argc, char **argv, flags_t *flags, beacond_t **running)
+{
+    beacond_config_t cfg;
+    char err[2048] = "see the log above";
+    beacond_t *next = NULL;
+    if (s_load(argc, argv, flags, &cfg) == 0)
+        next = beacond_new(&cfg, err, sizeof err);
+    beacond_config_free(&cfg);
+    if (!next) {
+        NERVE_ERROR("beacond", "reload failed, the previous beacons keep running: %s", err);
+        beacond_report_reload_failure(*running, err);
+        return;
+    }
+    beacond_destroy(running);
+    *running = next;
+    NERVE_INFO("beacond", "reloaded: %zu beacons", beacond_count(next));
+}
+
+int main(int argc, char **argv)
+{
+    flags_t flags = {0};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:hV", s_opts, NULL)) != -1) {
+        if (c == 'c')
+            flags.config = optarg;
+        else if (c == 'h') {
+            s_usage(stdout);
+            return 0;
+        } else if (c == 'V') {
+            printf("nerve-beacond %s\n", NERVE_VERSION);
+            return 0;
+        }
+    }
+    beacond_config_t cfg;
+    if (s_load(argc, argv, &flags, &cfg) != 0) {
+        beacond_config_free(&cfg);
+        return 2;
+    }
+    char err[2048] = "";
+    beacond_t *self = beacond_new(&cfg, err, sizeof err);
+    bool insecure = cfg.insecure;
+    char *manager = strdup(cfg.manager ? cfg.manager : "");
+    beacond_config_free(&cfg);
+    if (!self) {
+        NERVE_ERROR("beacond", "%s", err);
+        free(manager);
+        return 2;
+    }
+    if (flags.check) {
+        printf("ok: %zu beacons\n", beacond_count(self));
+        beacond_destroy(&self);
+        free(manager);
+        return 0;
+    }
+    if (!insecure)
+        NERVE_WARN("beacond",
+                   "security: CURVE is not implemented in this build yet; events to %s "
+                   "are unencrypted (write `security: {insecure: true}` to say so)",
+                   manager);
+    s_signals();
+    int rc = 0;
+    if (flags.once) {
+        rc = beacond_run_once(self) ? 1 : 0;
+    } else {
+        if (beacond_count(self) == 0)
+            NERVE_WARN("beacond", "no beacons configured: nothing to do until a reload");
+        NERVE_INFO("beacond", "running %zu beacons, sending to %s", beacond_count(self), manager);
+        nerve_daemon_ready("running");
+        while (beacond_run(self) == BEACOND_RELOAD)
+            s_reload(argc, argv, &flags, &self);
+        nerve_daemon_stopping();
+    }
+    beacond_stats_t st;
+    beacond_stats(self, &st);
+    NERVE_INFO("beacond",
+               "stopped: %llu runs, %llu failed, %llu events sent, %llu held back "
+               "(onchange), %llu dropped",
+               (unsigned long long)st.runs, (unsigned long long)st.failures,
+               (unsigned long long)st.emitted, (unsigned long long)st.suppressed,
+               (unsigned long long)st.dropped);
+    beacond_destroy(&self);
+    free(manager);
+    return rc;
+}

@@ -1,0 +1,78 @@
+/*  scheduler.h — nerve-beacond's loop: run each configured beacon on its
+    interval and send what it emits to the manager.
+
+    beacond_new() resolves every beacon's function through the module
+    loader (role beacons), runs its prepare() with the beacon's args and
+    opens the connection to the manager (a nerve_beacon_t from
+    <nerve/beacon.h>, so events queue while the manager is away and the
+    loop never waits for it). Anything wrong is reported with the config
+    entry's file:line:column and nothing runs.
+
+    beacond_run() calls each beacon when it is due, in one thread, and
+    sleeps in between (poll() on a wake-up pipe, so a signal ends the
+    sleep at once). What a beacon emits goes through the host API:
+    - onchange: an event whose data.value is within `delta` of the last
+      value sent on that tag is not sent (unless `refresh` has passed);
+    - a run that fails sends /nerve/beacon/<host>/error {fn, tag, error}
+      — on the first failure, when the reason changes, and once a minute
+      while it lasts — and the beacon is run again at its next interval.
+
+    Threading: one scheduler per process (signals reach it through
+    beacond_request_stop/reload, which are async-signal-safe); everything
+    else runs on the thread that calls beacond_run().
+*/
+#ifndef NERVE_BEACOND_SCHEDULER_H
+#define NERVE_BEACOND_SCHEDULER_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct beacond beacond_t;
+
+/*  What beacond_run() came back for. */
+#define BEACOND_STOPPED 0
+#define BEACOND_RELOAD  1
+
+/*  Builds the scheduler for cfg (which it does not keep: everything needed
+    is copied). Returns NULL with a one-line reason in err. */
+beacond_t *beacond_new(const beacond_config_t *cfg, char *err, size_t errsize);
+
+/*  Runs until beacond_request_stop() (BEACOND_STOPPED) or
+    beacond_request_reload() (BEACOND_RELOAD; call again to go on). The
+    first run of every beacon is immediate. */
+int beacond_run(beacond_t *self);
+
+/*  Runs every beacon once, in config order. Returns the number of runs
+    that failed. */
+size_t beacond_run_once(beacond_t *self);
+
+/*  Sends /nerve/beacon/<host>/reload/failed {error} (a reload that kept
+    the old configuration running). */
+void beacond_report_reload_failure(beacond_t *self, const char *why);
+
+/*  Counters since beacond_new(). */
+typedef struct beacond_stats {
+    uint64_t runs;       /* beacon function calls */
+    uint64_t failures;   /* calls that returned an error */
+    uint64_t emitted;    /* events handed to the connection */
+    uint64_t suppressed; /* events onchange kept back */
+    uint64_t dropped;    /* events the connection's full queue dropped */
+} beacond_stats_t;
+
+void beacond_stats(const beacond_t *self, beacond_stats_t *out);
+
+/*  Number of beacons configured. */
+size_t beacond_count(const beacond_t *self);
+
+/*  Releases every beacon (their release() functions), the modules and the
+    connection (waiting up to a second for queued events); sets *self to
+    NULL. Safe on NULL and twice. */
+void beacond_destroy(beacond_t **self);
+
+/*  Async-signal-safe: end the current beacond_run(). */
+void beacond_request_stop(void);
+void beacond_request_reload(void);
+
+#endif
