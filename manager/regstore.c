@@ -47,7 +47,10 @@
 #define S_BATCH_MAX_RECS   65536
 #define S_BATCH_MAX_BYTES  ((size_t)64 << 20)
 #define S_EVICT_MAX_VISITS ((size_t)1 << 18)
-#define S_BATCH_KEEP_BYTES ((size_t)8 << 20) /* larger arenas are freed after use */
+/* Arenas up to this size are kept between batches: under steady load every
+   batch is about as large as the last, and freeing and faulting the pages
+   back in cost the engine thread more than the memory is worth. */
+#define S_BATCH_KEEP_BYTES S_BATCH_MAX_BYTES
 
 /*  One allocation holds the entry, its key and, right after, room for the
     value it was created with: register states keep their size, so a get

@@ -465,8 +465,10 @@ static double s_select(double *a, size_t n, size_t k)
 
 static double s_percentile_of(const s_window_t *w, double p)
 {
-    double a[S_SAMPLES];
+    double a[S_SAMPLES] = {0}; /* only n are read; zeroed to keep -O3 sure of it */
     size_t n = w->h.nsamples;
+    if (n == 0 || n > S_SAMPLES)
+        return NAN;
     for (size_t i = 0; i < n; i++)
         a[i] = s_f64(w->samples + ((w->h.ring_start + i) % S_SAMPLES) * 8);
     double rank = p / 100.0 * (double)(n - 1);

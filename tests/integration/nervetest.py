@@ -278,3 +278,80 @@ def is_event(tag):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# --------------------------------------------------------------------------
+# Reaction delivery: the publisher and actors (appended for nerve-actor).
+# --------------------------------------------------------------------------
+
+def _control(ctx, endpoint, verb, timeout=1.0):
+    """One request on a daemon's control socket: (status, body) or None."""
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    try:
+        s.send_multipart([verb.encode(), msgpack.packb({}, use_bin_type=True)])
+        if not s.poll(int(timeout * 1000)):
+            return None
+        status, body = s.recv_multipart()[-2:]
+        return status.decode(), msgpack.unpackb(body, raw=False)
+    finally:
+        s.close()
+
+
+class Publisher(Daemon):
+    """nerve-publisher between a Manager (its publisher IPC endpoint) and
+    actors (a TCP port the OS picked). Restartable on the same endpoints."""
+
+    def __init__(self, workdir, manager, output=None):
+        run = os.path.join(workdir, "run")
+        self.input = manager.publisher
+        self.output = output or "tcp://127.0.0.1:%d" % free_port()
+        self.control_ep = "ipc://%s/publisher-control.sock" % run
+        argv = [os.path.join(BUILD, "nerve-publisher"), "--input", self.input,
+                "--output", self.output, "--control", self.control_ep]
+        super().__init__("publisher", argv, workdir, env={"NERVE_HOME": workdir})
+
+    def status(self, ctx, timeout=1.0):
+        got = _control(ctx, self.control_ep, "status", timeout)
+        return got[1] if got and got[0] == "ok" else None
+
+    def wait_subscriptions(self, ctx, count, timeout=15.0):
+        """Waits until `count` subscriptions reached the publisher (each
+        actor makes 2 + one per group)."""
+        def enough():
+            if not self.alive():
+                raise AssertionError("publisher exited:\n" + self.output())
+            st = self.status(ctx, timeout=0.5)
+            return st is not None and st.get("subscriptions", 0) >= count
+        wait_until(enough, timeout=timeout, interval=0.05,
+                   what="%d subscriptions at the publisher" % count)
+
+
+class Actor(Daemon):
+    """nerve-actor run from a YAML config file written into the temp dir."""
+
+    def __init__(self, workdir, ident, groups, publisher, manager, allow=None,
+                 heartbeat="1s", modules=None, extra_config=None):
+        import json
+        self.ident = ident
+        self.groups = list(groups)
+        self.config_path = os.path.join(workdir, "actor-%s.yaml" % ident)
+        allow = allow or {}
+        lines = ["id: %s" % json.dumps(ident),
+                 "groups: %s" % json.dumps(self.groups),
+                 "publisher: %s" % json.dumps(publisher),
+                 "manager: %s" % json.dumps(manager),
+                 "modules: %s" % json.dumps(modules or [MODULES]),
+                 "heartbeat: %s" % heartbeat,
+                 "allow:"]
+        for kind in ("commands", "services", "paths"):
+            lines.append("  %s: %s" % (kind, json.dumps(list(allow.get(kind, [])))))
+        lines += extra_config or []
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        argv = [os.path.join(BUILD, "nerve-actor"), "-c", self.config_path]
+        super().__init__("actor-" + ident, argv, workdir, env={"NERVE_HOME": workdir})
+
+    def topics(self):
+        return 2 + len(self.groups)

@@ -99,8 +99,7 @@ static void test_allow_commands_must_be_clean_absolute_paths(void **state)
 {
     fixture_t *f = *state;
     char why[256];
-    assert_int_equal(actor_allow_add(&f->allow, "commands", "echo", why, sizeof why),
-                     NERVE_EINVAL);
+    assert_int_equal(actor_allow_add(&f->allow, "commands", "echo", why, sizeof why), NERVE_EINVAL);
     assert_non_null(strstr(why, "absolute"));
     assert_int_equal(actor_allow_add(&f->allow, "commands", "/usr/../bin/sh", why, sizeof why),
                      NERVE_EINVAL);
@@ -133,8 +132,8 @@ static void test_allow_services_match_exact_unit_names(void **state)
     assert_int_equal(s_check(f, "services", "app@1.service"), 0);
     assert_int_equal(s_check(f, "services", "nginx"), NERVE_EPERM);
     assert_int_equal(s_check(f, "services", "app@2.service"), NERVE_EPERM);
-    const char *bad[] = {"-x.service", "a/b.service", "a b", "a;b", "$(x)", ".hidden",
-                         "nginx.service\n", "", NULL};
+    const char *bad[] = {"-x.service", "a/b.service",     "a b", "a;b", "$(x)",
+                         ".hidden",    "nginx.service\n", "",    NULL};
     for (int i = 0; bad[i]; i++) {
         assert_false(actor_unit_name_ok(bad[i]));
         assert_int_equal(actor_allow_add(&f->allow, "services", bad[i], why, sizeof why),
@@ -173,13 +172,12 @@ static void test_allow_paths_refuse_dot_segments_and_relative(void **state)
     assert_int_equal(s_check(f, "paths", s_at(f, "allowed/..")), NERVE_EPERM);
     assert_int_equal(s_check(f, "paths", "../../etc/passwd"), NERVE_EPERM);
     assert_int_equal(s_check(f, "paths", "etc/passwd"), NERVE_EPERM);
-    assert_int_equal(actor_allow_check(&f->allow, "paths", s_at(f, "allowed/a\nb"), why,
-                                       sizeof why),
-                     NERVE_EPERM);
+    assert_int_equal(
+        actor_allow_check(&f->allow, "paths", s_at(f, "allowed/a\nb"), why, sizeof why),
+        NERVE_EPERM);
     assert_int_equal(actor_allow_add(&f->allow, "paths", "relative/dir", why, sizeof why),
                      NERVE_EINVAL);
-    assert_int_equal(actor_allow_add(&f->allow, "paths", "/a/../b", why, sizeof why),
-                     NERVE_EINVAL);
+    assert_int_equal(actor_allow_add(&f->allow, "paths", "/a/../b", why, sizeof why), NERVE_EINVAL);
 }
 
 static void test_allow_paths_resolve_symlinked_directories(void **state)
@@ -188,9 +186,9 @@ static void test_allow_paths_resolve_symlinked_directories(void **state)
     char why[512];
     assert_int_equal(actor_allow_add(&f->allow, "paths", s_at(f, "allowed"), why, sizeof why), 0);
     /* allowed/escape → outside: the real directory is not under the prefix. */
-    assert_int_equal(actor_allow_check(&f->allow, "paths", s_at(f, "allowed/escape/file"), why,
-                                       sizeof why),
-                     NERVE_EPERM);
+    assert_int_equal(
+        actor_allow_check(&f->allow, "paths", s_at(f, "allowed/escape/file"), why, sizeof why),
+        NERVE_EPERM);
     assert_non_null(strstr(why, "really"));
     /* outside/into → allowed/sub: really under the prefix. */
     assert_int_equal(s_check(f, "paths", s_at(f, "outside/into/file")), 0);
@@ -209,8 +207,7 @@ static void test_allow_paths_prefix_written_through_a_symlink_is_canonical(void 
     assert_int_equal(s_check(f, "paths", s_at(f, "allowed/file")), 0);
     assert_int_equal(s_check(f, "paths", s_at(f, "alias/file")), 0);
     /* A prefix that does not exist yet is kept as written, minus trailing '/'. */
-    assert_int_equal(actor_allow_add(&f->allow, "paths", s_at(f, "later///"), why, sizeof why),
-                     0);
+    assert_int_equal(actor_allow_add(&f->allow, "paths", s_at(f, "later///"), why, sizeof why), 0);
     assert_string_equal(f->allow.paths[1], s_at(f, "later"));
 }
 

@@ -42,7 +42,7 @@ typedef struct fixture {
     bool running;
     int run_rc;
     nerve_wire_decoder_t *decoder;
-    actor_stats_t stats;     /* after stop */
+    actor_stats_t stats;        /* after stop */
     char last_payload[1 << 17]; /* raw payload of the last event received */
     size_t last_len;
 } fixture_t;
@@ -181,9 +181,8 @@ static void s_send(fixture_t *f, const char *topic, const uint8_t *id, const cha
     memcpy(r.id, id, NERVE_ID_SIZE);
     snprintf(r.fn, sizeof r.fn, "%s", fn);
     char err[128];
-    assert_int_equal(nerve_obj_from_json(zone, args_json, strlen(args_json), &r.args, err,
-                                         sizeof err),
-                     0);
+    assert_int_equal(
+        nerve_obj_from_json(zone, args_json, strlen(args_json), &r.args, err, sizeof err), 0);
     snprintf(r.rule, sizeof r.rule, "test_rule");
     snprintf(r.event.tag, sizeof r.event.tag, "/test/trigger");
     snprintf(r.event.host, sizeof r.event.host, "src1");
@@ -363,8 +362,7 @@ static void test_actor_never_acts_on_a_topic_that_is_not_its_own(void **state)
     s_send(f, "@group/web/extra/", id, "reactions.cmd.run", "{\"argv\": [\"/bin/echo\"]}", 30);
     uint8_t good[NERVE_ID_SIZE];
     s_new_id(good);
-    s_send(f, "@host/web1/", good, "reactions.cmd.run", "{\"argv\": [\"/bin/echo\", \"yes\"]}",
-           30);
+    s_send(f, "@host/web1/", good, "reactions.cmd.run", "{\"argv\": [\"/bin/echo\", \"yes\"]}", 30);
     result_t r;
     assert_true(s_result(f, 5000, &r));
     assert_memory_equal(r.reaction, good, NERVE_ID_SIZE);
@@ -405,8 +403,8 @@ static void test_actor_repeat_of_a_finished_id_resends_the_same_result(void **st
 {
     fixture_t *f = *state;
     char body[1024];
-    snprintf(body, sizeof body, "echo \"$NERVE_REACTION_ID $NERVE_ACTOR\" >> %s/runs.log\necho ran\n",
-             f->dir);
+    snprintf(body, sizeof body,
+             "echo \"$NERVE_REACTION_ID $NERVE_ACTOR\" >> %s/runs.log\necho ran\n", f->dir);
     s_script(f, "count.sh", body);
     s_start(f);
     char args[1024];
@@ -600,6 +598,47 @@ static void test_actor_fire_event_sends_to_the_manager(void **state)
     assert_int_equal(f->stats.events, 1);
 }
 
+static void test_actor_does_not_run_a_job_whose_deadline_passed_in_the_queue(void **state)
+{
+    fixture_t *f = *state;
+    char body[1024];
+    snprintf(body, sizeof body,
+             ": > %s/started\nwhile [ ! -e %s/go ]; do sleep 0.01; done\n"
+             "echo \"$NERVE_REACTION_ID\" >> %s/runs.log\n",
+             f->dir, f->dir, f->dir);
+    s_script(f, "wait.sh", body);
+    f->cfg.workers = 1;
+    s_start(f);
+    char args[1024];
+    snprintf(args, sizeof args, "{\"argv\": [\"%s/wait.sh\"]}", f->dir);
+    uint8_t first[NERVE_ID_SIZE], late[NERVE_ID_SIZE];
+    s_new_id(first);
+    s_send(f, "@host/web1/", first, "reactions.cmd.run", args, 30);
+    s_wait_file(f, "started");
+    s_new_id(late);
+    uint64_t deadline_ms = nerve_clock_mono_ms() + 300;
+    s_send(f, "@host/web1/", late, "reactions.cmd.run", args, 0.3);
+    /* Nothing may come back while the only worker is busy; wait out the
+       second one's deadline on the socket. */
+    result_t r;
+    uint64_t now;
+    while ((now = nerve_clock_mono_ms()) <= deadline_ms + 50)
+        assert_false(s_result(f, (int)(deadline_ms + 51 - now), &r));
+    char go[512];
+    snprintf(go, sizeof go, "%s/go", f->dir);
+    fclose(fopen(go, "w"));
+    assert_true(s_result(f, 5000, &r));
+    assert_memory_equal(r.reaction, first, NERVE_ID_SIZE);
+    assert_true(r.ok);
+    assert_true(s_result(f, 5000, &r));
+    assert_memory_equal(r.reaction, late, NERVE_ID_SIZE);
+    assert_false(r.ok);
+    assert_int_equal(r.rc, NERVE_ETIMEDOUT);
+    assert_non_null(strstr(r.output, "deadline passed"));
+    assert_int_equal(s_count_lines(f, "runs.log"), 1);
+    s_stop(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
 
 int main(void)
@@ -616,6 +655,7 @@ int main(void)
         T(test_actor_full_queue_answers_queue_full),
         T(test_actor_stop_lets_the_running_reaction_finish),
         T(test_actor_fire_event_sends_to_the_manager),
+        T(test_actor_does_not_run_a_job_whose_deadline_passed_in_the_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

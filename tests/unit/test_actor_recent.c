@@ -124,7 +124,7 @@ static void test_recent_pending_ids_are_never_evicted(void **state)
     assert_int_equal(s_claim(r, 6), RECENT_FULL);
     assert_int_equal(recent_count(r), 3);
     s_done(r, 4, "d");
-    assert_int_equal(s_claim(r, 6), RECENT_NEW); /* 4 was the only finished one */
+    assert_int_equal(s_claim(r, 6), RECENT_NEW);  /* 4 was the only finished one */
     assert_int_equal(s_claim(r, 4), RECENT_FULL); /* forgotten, and no room again */
     recent_destroy(&r);
 }

@@ -41,7 +41,7 @@ static char s_root[512]; /* a short scratch path keeps every buffer below roomy 
 typedef struct host {
     const char *commands[8];
     const char *services[8];
-    const char *paths[8];   /* directory prefixes, compared as strings */
+    const char *paths[8]; /* directory prefixes, compared as strings */
     int asked;
     char kind[32];
     char what[PATH_MAX];
@@ -315,8 +315,11 @@ static void test_cmd_run_hostile_args_are_plain_arguments(void **state)
 
 static void test_cmd_run_refuses_malformed_argv(void **state)
 {
-    const char *bad[] = {"{}", "{\"argv\": []}", "{\"argv\": \"/bin/echo hi\"}",
-                         "{\"argv\": [\"/bin/echo\", 3]}", "{\"argv\": [\"/bin/echo\", null]}",
+    const char *bad[] = {"{}",
+                         "{\"argv\": []}",
+                         "{\"argv\": \"/bin/echo hi\"}",
+                         "{\"argv\": [\"/bin/echo\", 3]}",
+                         "{\"argv\": [\"/bin/echo\", null]}",
                          NULL};
     for (int i = 0; bad[i]; i++) {
         call_t c;
@@ -502,10 +505,11 @@ static void test_cmd_run_output_is_truncated_and_the_pipe_drained(void **state)
 {
     /* 204800 bytes on stdout, then "done\n" on stderr: the program must not
        block on a full pipe, and exits 0. */
-    s_write_file("big.sh",
-                 "#!/bin/sh\ni=0\nline=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
-                 "while [ $i -lt 3200 ]; do echo $line; i=$((i+1)); done\necho done >&2\n",
-                 0755);
+    s_write_file(
+        "big.sh",
+        "#!/bin/sh\ni=0\nline=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+        "while [ $i -lt 3200 ]; do echo $line; i=$((i+1)); done\necho done >&2\n",
+        0755);
     char script[PATH_MAX * 2], json[PATH_MAX * 3];
     snprintf(script, sizeof script, "%s/big.sh", s_root);
     snprintf(json, sizeof json, "{\"argv\": [\"%s\"]}", script);
@@ -746,8 +750,8 @@ static void test_service_refuses_an_unlisted_unit(void **state)
 
 static void test_service_refuses_names_that_are_not_units(void **state)
 {
-    const char *bad[] = {"-H evil", "--now", "a;b", "$(reboot)", "../x", "a/b", "a b",
-                         "nginx\\nreboot", "", NULL};
+    const char *bad[] = {"-H evil", "--now",          "a;b", "$(reboot)", "../x", "a/b",
+                         "a b",     "nginx\\nreboot", "",    NULL};
     for (int i = 0; bad[i]; i++) {
         s_fake_systemctl(0);
         char json[128];

@@ -1,0 +1,84 @@
+/*  config.h — nerve-actor's configuration: DESIGN.md keys, defaults for one
+    machine, and command-line overrides.
+
+    Keys (all optional):
+      id          this host's actor id (default: the host name)
+      groups      list of group names (@group/<g>/ topics)
+      publisher   connect SUB (default tcp://127.0.0.1:7451)
+      manager     connect PUSH to the manager's events (default tcp://127.0.0.1:7450)
+      modules     list of module directories (default nerve_default_module_dirs())
+      heartbeat   duration between /nerve/actor/<id>/alive events (default 5s)
+      allow       {commands: [...], services: [...], paths: [...]} (allow.h)
+      workers     reaction threads (default 4)
+      queue       reactions waiting for a thread, at most (default 256)
+      timeout     per-reaction time limit (default 60s)
+      systemctl   path of systemctl for reactions.service.* (default /usr/bin/systemctl)
+      log_level   error, warn, info or debug
+      security    {curve, keys, insecure} (CURVE is not implemented yet)
+
+    Ids and group names become topic and tag segments, so they are limited
+    to letters, digits and . _ - : @ (ids up to ACTOR_ID_MAX bytes, so that
+    /nerve/actor/<id>/alive fits a tag; groups up to ACTOR_GROUP_MAX, what
+    the manager's presence register keeps).
+*/
+#ifndef NERVE_ACTOR_CONFIG_H
+#define NERVE_ACTOR_CONFIG_H
+
+#include "allow.h"
+
+#include <nerve/conf.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ACTOR_MAX_MODULE_DIRS 16
+#define ACTOR_MAX_GROUPS      16
+#define ACTOR_ID_MAX          200
+#define ACTOR_GROUP_MAX       63
+#define ACTOR_WORKERS_MAX     256
+#define ACTOR_QUEUE_MAX       65536
+
+typedef struct actor_config {
+    char *id;
+    char *groups[ACTOR_MAX_GROUPS];
+    size_t ngroups;
+    char *publisher; /* connect, SUB */
+    char *manager;   /* connect, PUSH */
+    char *modules[ACTOR_MAX_MODULE_DIRS];
+    size_t nmodules;
+    uint64_t heartbeat_ms;
+    actor_allow_t allow;
+    size_t workers;
+    size_t queue;
+    uint64_t timeout_ms;
+    char *systemctl;
+    bool insecure;
+    char *config_path; /* the file read, or NULL for defaults */
+} actor_config_t;
+
+/*  Fills cfg with the defaults. 0 or NERVE_ENOMEM. */
+int actor_config_defaults(actor_config_t *cfg);
+
+/*  Reads `path` over the defaults. When `path` is NULL, reads
+    /etc/nerve/actor.yaml if it exists. Returns 0, or a negative nerve_err
+    with "file:line:column: what" in err->message. */
+int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t *err);
+
+/*  Replaces a string setting (frees the old one). 0 or NERVE_ENOMEM. */
+int actor_config_set(char **slot, const char *value);
+
+/*  Adds a group (for --group). 0, NERVE_EINVAL (reason in why) or
+    NERVE_ENOMEM. */
+int actor_config_add_group(actor_config_t *cfg, const char *group, char *why, size_t whysize);
+
+/*  Checks the values that flags may have changed (id, groups) and fills
+    `why`. 0 or NERVE_EINVAL. */
+int actor_config_check(const actor_config_t *cfg, char *why, size_t whysize);
+
+/*  True if `name` may be an actor id (max ACTOR_ID_MAX) or a group name
+    (max ACTOR_GROUP_MAX): 1..max bytes of [A-Za-z0-9._:@-]. */
+bool actor_name_ok(const char *name, size_t max);
+
+void actor_config_free(actor_config_t *cfg);
+
+#endif
