@@ -304,7 +304,9 @@ static void s_heartbeat(actor_t *self, uint64_t now_ms)
     self->data.size = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &self->data, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, 4);
+    s_pack_str(&pk, "heartbeat_ms"); /* so the manager knows when we are lost */
+    msgpack_pack_uint64(&pk, cfg->heartbeat_ms);
     s_pack_str(&pk, "groups");
     msgpack_pack_array(&pk, cfg->ngroups);
     for (size_t i = 0; i < cfg->ngroups; i++)

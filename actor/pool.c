@@ -120,9 +120,13 @@ static int s_api_emit_raw(void *host, const char *tag, const void *data, size_t 
     if (!data || !len)
         return NERVE_EINVAL;
     nerve_event_t ev;
-    /*  The reaction does not carry the triggering event's hop count, so an
-        event fired from an actor counts as one hop. */
-    int rc = s_encode(t, &ev, tag, data, len, 1);
+    /*  An event fired by a reaction is one hop further than the event that
+        caused the reaction (the reaction carries its hops): a loop through
+        actors stops at NERVE_HOPS_MAX like one on the manager. */
+    uint32_t hops = t->job ? t->job->r.hops + 1 : 1;
+    if (hops > NERVE_HOPS_MAX)
+        return NERVE_ERANGE;
+    int rc = s_encode(t, &ev, tag, data, len, hops);
     if (rc != 0)
         return rc;
     const void *parts[] = {"event", ev.tag, t->frame.data};

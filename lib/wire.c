@@ -580,10 +580,11 @@ enum {
     S_RE_RULE,
     S_RE_EVENT,
     S_RE_DEADLINE,
+    S_RE_HOPS,
     S_RE_COUNT
 };
-static const char *const s_reaction_keys[S_RE_COUNT] = {"v",    "id",   "ts",    "fn",
-                                                        "args", "rule", "event", "deadline"};
+static const char *const s_reaction_keys[S_RE_COUNT] = {
+    "v", "id", "ts", "fn", "args", "rule", "event", "deadline", "hops"};
 
 nerve_wire_reason_t nerve_wire_decode_reaction(nerve_wire_decoder_t *self,
                                                const nerve_frame_t *frames, size_t nframes,
@@ -637,6 +638,14 @@ nerve_wire_reason_t nerve_wire_decode_reaction(nerve_wire_decoder_t *self,
     if (!s_is_uint(f[S_RE_DEADLINE]))
         return NERVE_WIRE_DEADLINE_TYPE;
     out->deadline = f[S_RE_DEADLINE]->via.u64;
+    out->hops = 0;
+    if (f[S_RE_HOPS]) {
+        if (!s_is_uint(f[S_RE_HOPS]))
+            return NERVE_WIRE_HOPS_TYPE;
+        if (f[S_RE_HOPS]->via.u64 > NERVE_HOPS_MAX)
+            return NERVE_WIRE_HOPS_EXCEEDED;
+        out->hops = (uint32_t)f[S_RE_HOPS]->via.u64;
+    }
 
     memcpy(out->topic, topic->data, topic->size);
     out->topic[topic->size] = '\0';
@@ -726,12 +735,13 @@ int nerve_wire_encode_reaction(const nerve_reaction_t *r, msgpack_sbuffer *buf)
         return NERVE_EINVAL;
     if (fn_len == SIZE_MAX || fn_len == 0 || rule_len == SIZE_MAX)
         return NERVE_EINVAL;
-    if (r->args.type != MSGPACK_OBJECT_MAP || !s_ref_valid(&r->event))
+    if (r->args.type != MSGPACK_OBJECT_MAP || !s_ref_valid(&r->event) ||
+        r->hops > NERVE_HOPS_MAX)
         return NERVE_EINVAL;
 
     msgpack_packer pk;
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
-    int err = msgpack_pack_map(&pk, 8);
+    int err = msgpack_pack_map(&pk, r->hops ? 9 : 8);
     err = err || s_pack_key(&pk, "v") || msgpack_pack_uint8(&pk, NERVE_WIRE_VERSION);
     err = err || s_pack_key(&pk, "id") || s_pack_id(&pk, r->id);
     err = err || s_pack_key(&pk, "fn") || s_pack_str(&pk, r->fn, fn_len);
@@ -743,6 +753,8 @@ int nerve_wire_encode_reaction(const nerve_reaction_t *r, msgpack_sbuffer *buf)
     err = err || s_pack_key(&pk, "host") || s_pack_str(&pk, r->event.host, strlen(r->event.host));
     err = err || s_pack_key(&pk, "ts") || msgpack_pack_uint64(&pk, r->ts);
     err = err || s_pack_key(&pk, "deadline") || msgpack_pack_uint64(&pk, r->deadline);
+    if (r->hops)
+        err = err || s_pack_key(&pk, "hops") || msgpack_pack_uint32(&pk, r->hops);
     return s_finish(buf, err);
 }
 

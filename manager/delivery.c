@@ -166,10 +166,20 @@ static void s_remove(delivery_t *self, size_t i)
     free(p);
 }
 
-bool delivery_ack(delivery_t *self, const uint8_t id[NERVE_ID_SIZE])
+/*  True if topic is "@host/<host>/". */
+static bool s_topic_is_host(const char *topic, const char *host)
+{
+    size_t n = strlen(host);
+    return strncmp(topic, "@host/", 6) == 0 && strncmp(topic + 6, host, n) == 0 &&
+           strcmp(topic + 6 + n, "/") == 0;
+}
+
+bool delivery_ack(delivery_t *self, const uint8_t id[NERVE_ID_SIZE], const char *host)
 {
     size_t *slot = s_slot(self, id, false);
     if (!slot || *slot == 0 || *slot == SIZE_MAX)
+        return false;
+    if (!host || !s_topic_is_host(self->items[*slot - 1]->topic, host))
         return false;
     s_remove(self, *slot - 1);
     self->stats.acked++;

@@ -53,8 +53,11 @@ int delivery_track(delivery_t *self, const char *topic, const uint8_t id[NERVE_I
                    const char *rule, const char *fn, const void *payload, size_t len,
                    uint64_t deadline_ns, uint64_t now_ms);
 
-/*  A result for `id` arrived: forget it. True if it was pending. */
-bool delivery_ack(delivery_t *self, const uint8_t id[NERVE_ID_SIZE]);
+/*  A result for `id` arrived from `host`: forget the reaction, if it was
+    sent to that host (@host/<host>/). A result from any other host is
+    ignored, so whoever can send events cannot cancel another host's
+    retries. True if it was pending and is now acknowledged. */
+bool delivery_ack(delivery_t *self, const uint8_t id[NERVE_ID_SIZE], const char *host);
 
 /*  Re-sends what is due through resend(arg, p) (which returns 0 if the
     message was queued) and gives up what passed its deadline through

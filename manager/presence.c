@@ -71,9 +71,12 @@ static void s_update(actor_info_t *a, const msgpack_object *data, uint64_t now_m
     const msgpack_object *v = nerve_obj_get(data, "version");
     if (v)
         nerve_obj_strcpy(v, a->version, sizeof a->version);
-    double up;
+    double up, hb;
     if (nerve_obj_number(nerve_obj_get(data, "uptime_s"), &up) && up >= 0)
         a->uptime_s = (uint64_t)up;
+    /* An actor's own interval, within sane bounds (100 ms … 1 h). */
+    if (nerve_obj_number(nerve_obj_get(data, "heartbeat_ms"), &hb) && hb >= 100 && hb <= 3.6e6)
+        a->heartbeat_ms = (uint64_t)hb;
     const msgpack_object *g = nerve_obj_get(data, "groups");
     if (g && g->type == MSGPACK_OBJECT_ARRAY) {
         a->ngroups = 0;
@@ -118,9 +121,9 @@ void presence_expire(presence_t *self, uint64_t now_ms,
     if (now_ms < self->next_sweep_ms)
         return;
     self->next_sweep_ms = now_ms + 1000;
-    uint64_t silence = 3 * self->heartbeat_ms;
     for (size_t i = 0; i < self->count;) {
         actor_info_t *a = &self->actors[i];
+        uint64_t silence = 3 * (a->heartbeat_ms ? a->heartbeat_ms : self->heartbeat_ms);
         if (now_ms - a->last_seen_ms > silence) {
             char id[NERVE_HOST_MAX + 1];
             snprintf(id, sizeof id, "%s", a->id);

@@ -1,9 +1,10 @@
 /*  presence.h — which actors are alive, from their heartbeats.
 
     Every actor sends /nerve/actor/<id>/alive every `heartbeat` seconds with
-    data {groups, version, uptime_s}. The manager keeps one entry per actor;
-    the first heartbeat (or the first after being lost) makes it "joined",
-    three silent intervals make it "lost". The caller turns those
+    data {groups, version, uptime_s, heartbeat_ms}. The manager keeps one
+    entry per actor; the first heartbeat (or the first after being lost)
+    makes it "joined", three silent intervals — the actor's own when it says
+    (heartbeat_ms), else the manager's `heartbeat` — make it "lost". The caller turns those
     transitions into the events /nerve/actor/<id>/joined and …/lost, which
     rules may react to like any other.
 
@@ -28,6 +29,7 @@ typedef struct actor_info {
     char groups[PRESENCE_GROUPS_MAX][64];
     size_t ngroups;
     uint64_t uptime_s;
+    uint64_t heartbeat_ms;   /* the actor's own interval (data.heartbeat_ms), 0: unknown */
     uint64_t last_seen_ms;   /* monotonic */
     uint64_t last_seen_ns;   /* wall clock, for display */
     uint64_t joined_ns;

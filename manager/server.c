@@ -176,6 +176,7 @@ static void s_send_topic(server_t *self, const rule_def_t *rule, const reaction_
     s_event_ref(ev, &r.event);
     r.ts = nerve_clock_wall_ns();
     r.deadline = r.ts + def->deadline_ms * 1000000ull;
+    r.hops = ev->hops;
     if (nerve_wire_encode_reaction(&r, &self->buf) != 0) {
         self->counters.reactions_unroutable++;
         return;
@@ -288,7 +289,7 @@ static void s_observe(server_t *self, const nerve_event_t *ev)
     if (strncmp(ev->tag, "/nerve/result/", 14) == 0) {
         const msgpack_object *id = nerve_obj_get(&ev->data, "reaction");
         if (id && id->type == MSGPACK_OBJECT_BIN && id->via.bin.size == NERVE_ID_SIZE)
-            delivery_ack(self->delivery, (const uint8_t *)id->via.bin.ptr);
+            delivery_ack(self->delivery, (const uint8_t *)id->via.bin.ptr, ev->host);
         return;
     }
     if (strncmp(ev->tag, "/nerve/actor/", 13) != 0)

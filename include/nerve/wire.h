@@ -122,6 +122,10 @@ typedef struct nerve_reaction {
     nerve_event_ref_t event;
     uint64_t ts;                     /* ns since the epoch, when produced */
     uint64_t deadline;               /* ns since the epoch; drop after */
+    uint32_t hops;                   /* the triggering event's hops (optional
+                                        on the wire, 0 when absent): events a
+                                        reaction fires carry hops + 1, so a
+                                        loop through actors stops too */
 } nerve_reaction_t;
 
 /*  Decoder: owns the zone that decoded values point into. */

@@ -121,18 +121,32 @@ static void test_delivery_ack_forgets_a_tracked_reaction_once(void **state)
     assert_int_equal(s_stats(fx).tracked, 2);
     assert_int_equal(s_stats(fx).pending, 2);
 
-    assert_true(delivery_ack(fx->d, a));
-    assert_false(delivery_ack(fx->d, a)); /* a repeated result */
-    assert_false(delivery_ack(fx->d, other));
+    assert_true(delivery_ack(fx->d, a, "web1"));
+    assert_false(delivery_ack(fx->d, a, "web1")); /* a repeated result */
+    assert_false(delivery_ack(fx->d, other, "web1"));
     assert_int_equal(s_stats(fx).acked, 1);
     assert_int_equal(s_stats(fx).pending, 1);
 
     /* Only b is still retried. */
     s_tick(fx, 500);
     assert_int_equal(fx->nresent, 1);
-    assert_true(delivery_ack(fx->d, b));
+    assert_true(delivery_ack(fx->d, b, "web1"));
     s_tick(fx, 1500);
     assert_int_equal(fx->nresent, 1);
+    assert_int_equal(s_stats(fx).pending, 0);
+}
+
+static void test_delivery_ack_counts_only_a_result_from_the_addressed_host(void **state)
+{
+    fixture_t *fx = *state;
+    uint8_t id[NERVE_ID_SIZE];
+    s_id(id, 9);
+    s_track(fx, id, LATER, 0); /* to @host/web1/ */
+    assert_false(delivery_ack(fx->d, id, "web10"));
+    assert_false(delivery_ack(fx->d, id, "web"));
+    assert_false(delivery_ack(fx->d, id, NULL));
+    assert_int_equal(s_stats(fx).pending, 1);
+    assert_true(delivery_ack(fx->d, id, "web1"));
     assert_int_equal(s_stats(fx).pending, 0);
 }
 
@@ -226,7 +240,7 @@ static void test_delivery_expires_exactly_at_the_deadline(void **state)
     delivery_stats_t st = s_stats(fx);
     assert_int_equal(st.expired, 1);
     assert_int_equal(st.pending, 0);
-    assert_false(delivery_ack(fx->d, id)); /* a late result finds nothing */
+    assert_false(delivery_ack(fx->d, id, "web1")); /* a late result finds nothing */
     s_tick(fx, 5000);
     assert_int_equal(fx->nexpired, 1);
 }
@@ -255,9 +269,9 @@ static void test_delivery_expiry_keeps_the_others(void **state)
     s_tick(fx, 1000);
     assert_int_equal(fx->nexpired, 2);
     assert_int_equal(s_stats(fx).pending, 1);
-    assert_false(delivery_ack(fx->d, a));
-    assert_false(delivery_ack(fx->d, c));
-    assert_true(delivery_ack(fx->d, b));
+    assert_false(delivery_ack(fx->d, a, "web1"));
+    assert_false(delivery_ack(fx->d, c, "web1"));
+    assert_true(delivery_ack(fx->d, b, "web1"));
 }
 
 /* ------------------------------------------------------------------- hash */
@@ -291,9 +305,9 @@ static void test_delivery_hash_stays_right_over_many_adds_and_acks(void **state)
         order[i] = order[j], order[j] = t;
     }
     for (size_t k = 0; k < N / 2; k++)
-        assert_true(delivery_ack(fx->d, ids[order[k]]));
+        assert_true(delivery_ack(fx->d, ids[order[k]], "web1"));
     for (size_t k = 0; k < N / 2; k++)
-        assert_false(delivery_ack(fx->d, ids[order[k]]));
+        assert_false(delivery_ack(fx->d, ids[order[k]], "web1"));
     assert_int_equal(s_stats(fx).pending, N / 2);
 
     /* Add N more over the tombstones, then ack everything left. */
@@ -303,15 +317,15 @@ static void test_delivery_hash_stays_right_over_many_adds_and_acks(void **state)
     s_tick(fx, 500); /* every pending one is resent, once */
     assert_int_equal(fx->nresent, N / 2 + N);
     for (size_t k = N / 2; k < N; k++)
-        assert_true(delivery_ack(fx->d, ids[order[k]]));
+        assert_true(delivery_ack(fx->d, ids[order[k]], "web1"));
     for (size_t i = 2 * N; i-- > N;) /* newest first: the other end of the array */
-        assert_true(delivery_ack(fx->d, ids[i]));
+        assert_true(delivery_ack(fx->d, ids[i], "web1"));
     delivery_stats_t st = s_stats(fx);
     assert_int_equal(st.pending, 0);
     assert_int_equal(st.tracked, 2 * N);
     assert_int_equal(st.acked, 2 * N);
     for (size_t i = 0; i < 2 * N; i += 97)
-        assert_false(delivery_ack(fx->d, ids[i]));
+        assert_false(delivery_ack(fx->d, ids[i], "web1"));
     free(ids);
     free(order);
 }
@@ -334,6 +348,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_delivery_ack_forgets_a_tracked_reaction_once),
+        T(test_delivery_ack_counts_only_a_result_from_the_addressed_host),
         T(test_delivery_track_copies_payload_and_names),
         T(test_delivery_retry_backoff_doubles_up_to_ten_seconds),
         T(test_delivery_failed_resend_is_not_a_retry_and_tries_again),

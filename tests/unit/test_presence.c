@@ -216,6 +216,25 @@ static void test_presence_actor_is_lost_after_three_silent_intervals(void **stat
     assert_int_equal(fx->nlost, 1);
 }
 
+static void test_presence_uses_the_actors_own_heartbeat_when_it_says(void **state)
+{
+    fixture_t *fx = *state;
+    bool joined;
+    char got[NERVE_HOST_MAX + 1];
+    /* slow beats every 10 s (the manager's default here is HB = 1 s) */
+    assert_true(s_beat(fx, "/nerve/actor/slow/alive", "{\"heartbeat_ms\":10000}", 0, &joined,
+                       got, sizeof got));
+    s_alive(fx, "fast", 0);
+    presence_expire(fx->p, 5 * HB, s_on_lost, fx);
+    assert_int_equal(fx->nlost, 1);
+    assert_string_equal(fx->lost[0], "fast");
+    assert_non_null(s_find(fx, "slow"));
+    assert_int_equal(s_find(fx, "slow")->heartbeat_ms, 10000);
+    presence_expire(fx->p, 31 * HB, s_on_lost, fx);
+    assert_int_equal(fx->nlost, 2);
+    assert_string_equal(fx->lost[1], "slow");
+}
+
 static void test_presence_lost_actor_joins_again(void **state)
 {
     fixture_t *fx = *state;
@@ -310,6 +329,7 @@ int main(void)
         T(test_presence_heartbeat_data_of_the_wrong_shape_is_harmless),
         T(test_presence_actor_joins_once),
         T(test_presence_actor_is_lost_after_three_silent_intervals),
+        T(test_presence_uses_the_actors_own_heartbeat_when_it_says),
         T(test_presence_lost_actor_joins_again),
         T(test_presence_expiry_sweeps_at_most_once_a_second),
         T(test_presence_default_heartbeat_is_five_seconds),

@@ -283,6 +283,7 @@ static void s_reaction_round_trip(fx_t *fx, const nerve_reaction_t *r, nerve_rea
     assert_string_equal(back->event.host, r->event.host);
     assert_true(back->ts == r->ts);
     assert_true(back->deadline == r->deadline);
+    assert_int_equal(back->hops, r->hops);
 }
 
 static char *s_hex(const void *p, size_t n)
@@ -424,6 +425,19 @@ static void test_reaction_round_trip_keeps_every_field_for_each_topic_kind(void 
         assert_int_equal(back.args.type, MSGPACK_OBJECT_MAP);
         assert_int_equal(back.args.via.map.size, 1);
     }
+}
+
+static void test_reaction_hops_round_trip_and_past_eight_are_refused(void **state)
+{
+    fx_t *fx = *state;
+    nerve_reaction_t r, back;
+    s_valid_reaction(fx, &r);
+    r.hops = 8;
+    s_reaction_round_trip(fx, &r, &back);
+    r.hops = 0; /* absent on the wire: decodes as 0 */
+    s_reaction_round_trip(fx, &r, &back);
+    r.hops = 9;
+    assert_int_equal(nerve_wire_encode_reaction(&r, &fx->out), NERVE_EINVAL);
 }
 
 static void test_reaction_with_empty_rule_round_trips(void **state)
@@ -1512,6 +1526,7 @@ int main(void)
         T(test_event_without_hops_omits_the_key_and_decodes_zero),
         T(test_event_hops_at_max_is_accepted),
         T(test_reaction_round_trip_keeps_every_field_for_each_topic_kind),
+        T(test_reaction_hops_round_trip_and_past_eight_are_refused),
         T(test_reaction_with_empty_rule_round_trips),
         T(test_reaction_without_rule_key_decodes_empty_rule),
         T(test_event_encoding_matches_python_msgpack_bytes),
