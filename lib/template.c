@@ -37,6 +37,7 @@ typedef enum s_ref {
     S_REF_DATA,  /* event.data[.path] */
     S_REF_VALUE, /* value[.path] */
     S_REF_RULE,
+    S_REF_SECRET, /* secret.NAME: a lone value, rendered as NERVE_EXT_SECRET */
 } s_ref_t;
 
 typedef struct s_part {
@@ -148,9 +149,37 @@ static bool s_path_ok(const char *p, size_t n)
 
 /*  Fills part from the text between the braces (spaces trimmed). False if
     it names nothing we know; 0 or NERVE_ENOMEM through *rc. */
+/*  A secret's name: letters, digits, '_', '-' and '.', 1–128 bytes. */
+static bool s_secret_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
 static bool s_parse_ref(s_compiler_t *c, const char *s, size_t n, s_part_t *part, int *rc)
 {
     *rc = 0;
+    if (n > 7 && memcmp(s, "secret.", 7) == 0 && s_secret_name_ok(s + 7, n - 7)) {
+        char *name = msgpack_zone_malloc(c->zone, n - 7 + 1);
+        if (!name) {
+            *rc = NERVE_ENOMEM;
+            return true;
+        }
+        memcpy(name, s + 7, n - 7);
+        name[n - 7] = '\0';
+        part->is_ref = true;
+        part->ref = S_REF_SECRET;
+        part->text = name;
+        part->len = n - 7;
+        return true;
+    }
     for (size_t r = 0; r < sizeof s_refs / sizeof s_refs[0]; r++) {
         size_t k = strlen(s_refs[r].name);
         if (n < k || memcmp(s, s_refs[r].name, k) != 0)
@@ -241,7 +270,8 @@ static int s_compile_str(s_compiler_t *c, const msgpack_object *src, s_node_t *n
         if (!s_parse_ref(c, copy + a, b - a, &parts[np], &rc))
             return s_error(c, NERVE_EPARSE,
                            "unknown reference '%s' at offset %zu (expected event.host, "
-                           "event.tag, event.id, event.data[.path], value[.path] or rule)%s",
+                           "event.tag, event.id, event.data[.path], value[.path], rule or "
+                           "secret.NAME)%s",
                            s_quote(quoted, sizeof quoted, copy + a, b - a), open,
                            s_at(at, sizeof at, where));
         if (rc)
@@ -249,6 +279,12 @@ static int s_compile_str(s_compiler_t *c, const msgpack_object *src, s_node_t *n
         np++;
         pos = close + 2;
     }
+    for (size_t i = 0; i < np; i++)
+        if (parts[i].is_ref && parts[i].ref == S_REF_SECRET && np != 1)
+            return s_error(c, NERVE_EPARSE,
+                           "a secret must be a whole value: write '{{secret.%s}}' alone, not "
+                           "inside other text%s",
+                           parts[i].text, s_at(at, sizeof at, where));
     c->has_refs = true;
     node->kind = S_NODE_STR;
     node->parts = parts;
@@ -421,6 +457,12 @@ static const msgpack_object *s_resolve(const s_part_t *part, const nerve_tmpl_ct
         return ctx->data ? nerve_obj_path(ctx->data, part->text) : NULL;
     case S_REF_VALUE:
         return ctx->value ? nerve_obj_path(ctx->value, part->text) : NULL;
+    case S_REF_SECRET:
+        scratch->type = MSGPACK_OBJECT_EXT;
+        scratch->via.ext.type = NERVE_EXT_SECRET;
+        scratch->via.ext.ptr = part->text;
+        scratch->via.ext.size = (uint32_t)part->len;
+        return scratch;
     }
     return NULL;
 }
@@ -515,7 +557,10 @@ static int s_render_str(const s_node_t *node, const nerve_tmpl_ctx_t *ctx, msgpa
             out->type = MSGPACK_OBJECT_NIL;
             return 0;
         }
-        return nerve_obj_copy(zone, v, out);
+        /* Values from the event are data: they can never name a secret. */
+        if (node->parts[0].ref == S_REF_SECRET)
+            return nerve_obj_copy(zone, v, out);
+        return nerve_obj_copy_data(zone, v, out);
     }
     size_t n = s_text(node, ctx, NULL, 0);
     if (n > UINT32_MAX)

@@ -425,11 +425,16 @@ static const char *s_dup_bytes(msgpack_zone *zone, const char *p, uint32_t n)
     return q;
 }
 
-static int s_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst, int depth)
+static int s_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst, int depth,
+                  bool strip_secrets)
 {
     msgpack_object o = *src; /* src may be dst */
     if (depth > NERVE_OBJ_DEPTH_MAX)
         return NERVE_ERANGE;
+    if (strip_secrets && o.type == MSGPACK_OBJECT_EXT && o.via.ext.type == NERVE_EXT_SECRET) {
+        dst->type = MSGPACK_OBJECT_NIL;
+        return 0;
+    }
     switch (o.type) {
     case MSGPACK_OBJECT_STR:
         o.via.str.ptr = s_dup_bytes(zone, o.via.str.ptr, o.via.str.size);
@@ -454,7 +459,7 @@ static int s_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object 
             if (!items)
                 return NERVE_ENOMEM;
             for (uint32_t i = 0; i < n; i++) {
-                int rc = s_copy(zone, &o.via.array.ptr[i], &items[i], depth + 1);
+                int rc = s_copy(zone, &o.via.array.ptr[i], &items[i], depth + 1, strip_secrets);
                 if (rc)
                     return rc;
             }
@@ -470,9 +475,11 @@ static int s_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object 
             if (!kv)
                 return NERVE_ENOMEM;
             for (uint32_t i = 0; i < n; i++) {
-                int rc = s_copy(zone, &o.via.map.ptr[i].key, &kv[i].key, depth + 1);
+                int rc = s_copy(zone, &o.via.map.ptr[i].key, &kv[i].key, depth + 1,
+                                strip_secrets);
                 if (!rc)
-                    rc = s_copy(zone, &o.via.map.ptr[i].val, &kv[i].val, depth + 1);
+                    rc = s_copy(zone, &o.via.map.ptr[i].val, &kv[i].val, depth + 1,
+                                strip_secrets);
                 if (rc)
                     return rc;
             }
@@ -487,7 +494,8 @@ static int s_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object 
     return 0;
 }
 
-int nerve_obj_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst)
+static int s_copy_checked(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst,
+                          bool strip_secrets)
 {
     if (!dst)
         return NERVE_EINVAL;
@@ -495,10 +503,20 @@ int nerve_obj_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object
         dst->type = MSGPACK_OBJECT_NIL;
         return NERVE_EINVAL;
     }
-    int rc = s_copy(zone, src, dst, 0);
+    int rc = s_copy(zone, src, dst, 0, strip_secrets);
     if (rc)
         dst->type = MSGPACK_OBJECT_NIL;
     return rc;
+}
+
+int nerve_obj_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst)
+{
+    return s_copy_checked(zone, src, dst, false);
+}
+
+int nerve_obj_copy_data(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst)
+{
+    return s_copy_checked(zone, src, dst, true);
 }
 
 /* ------------------------------------------------------------------------

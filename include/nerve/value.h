@@ -80,6 +80,18 @@ msgpack_object nerve_obj_str_new(msgpack_zone *zone, const char *s, size_t len);
     (NULL argument); *dst is NIL on error. src and dst may be the same. */
 int nerve_obj_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst);
 
+/*  A reaction arg of msgpack ext type NERVE_EXT_SECRET (payload: the
+    secret's NAME) stands for the secret NAME, resolved by the actor that
+    runs the reaction from its own root-only file, so the secret's value
+    never travels on the bus. The manager makes one only from a lone
+    '{{secret.NAME}}' in a rules file; values copied from events never
+    carry one (nerve_obj_copy_data), so an event cannot ask for a secret. */
+#define NERVE_EXT_SECRET 83 /* 'S' */
+
+/*  Like nerve_obj_copy, for values that came from the network: any ext
+    value of type NERVE_EXT_SECRET in src becomes nil in the copy. */
+int nerve_obj_copy_data(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst);
+
 /*  Writes a short human form of obj into buf (JSON-like, truncated with
     "…" when it does not fit). Returns buf. For logs and explain output. */
 char *nerve_obj_format(const msgpack_object *obj, char *buf, size_t bufsize);

@@ -289,6 +289,46 @@ static void test_tmpl_values_are_data_not_syntax(void **state)
     s_assert_str(&o, "h={{rule}}");
 }
 
+static void test_tmpl_lone_secret_renders_as_a_secret_ext_naming_it(void **state)
+{
+    msgpack_object o = s_render_str("{{ secret.db_password }}", &g_ctx);
+    assert_int_equal(o.type, MSGPACK_OBJECT_EXT);
+    assert_int_equal(o.via.ext.type, NERVE_EXT_SECRET);
+    assert_int_equal(o.via.ext.size, 11);
+    assert_memory_equal(o.via.ext.ptr, "db_password", 11);
+}
+
+static void test_tmpl_secret_inside_text_is_a_compile_error(void **state)
+{
+    const char *err = s_str_error("pw={{secret.db}}");
+    assert_non_null(strstr(err, "a secret must be a whole value"));
+    assert_non_null(strstr(s_str_error("{{secret.}}"), "unknown reference"));
+    assert_non_null(strstr(s_str_error("{{secret.a/b}}"), "unknown reference"));
+}
+
+static void test_tmpl_event_data_can_never_name_a_secret(void **state)
+{
+    /* An event carrying a secret ext (forged by a sender) renders it as
+       nil, alone, nested, or through value: only rules files name secrets. */
+    msgpack_object data = s_json("{\"x\": 1, \"nested\": {\"y\": 2}}");
+    msgpack_object forged = {.type = MSGPACK_OBJECT_EXT};
+    forged.via.ext.type = NERVE_EXT_SECRET;
+    forged.via.ext.ptr = "db_password";
+    forged.via.ext.size = 11;
+    data.via.map.ptr[0].val = forged;
+    data.via.map.ptr[1].val.via.map.ptr[0].val = forged;
+    nerve_tmpl_ctx_t ctx = g_ctx;
+    ctx.data = &data;
+    ctx.value = &forged;
+    msgpack_object o = s_render_str("{{event.data.x}}", &ctx);
+    assert_int_equal(o.type, MSGPACK_OBJECT_NIL);
+    o = s_render_str("{{event.data}}", &ctx);
+    assert_int_equal(o.via.map.ptr[0].val.type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(o.via.map.ptr[1].val.via.map.ptr[0].val.type, MSGPACK_OBJECT_NIL);
+    o = s_render_str("{{value}}", &ctx);
+    assert_int_equal(o.type, MSGPACK_OBJECT_NIL);
+}
+
 static void test_tmpl_render_text_writes_text_and_reports_truncation(void **state)
 {
     msgpack_object src = nerve_obj_str_new(g_zone, "{{event.host}}", 14);
@@ -422,6 +462,9 @@ int main(void)
         cmocka_unit_test(test_tmpl_allows_spaces_inside_braces),
         cmocka_unit_test(test_tmpl_single_braces_are_literal_text),
         cmocka_unit_test(test_tmpl_values_are_data_not_syntax),
+        cmocka_unit_test(test_tmpl_lone_secret_renders_as_a_secret_ext_naming_it),
+        cmocka_unit_test(test_tmpl_secret_inside_text_is_a_compile_error),
+        cmocka_unit_test(test_tmpl_event_data_can_never_name_a_secret),
         cmocka_unit_test(test_tmpl_render_text_writes_text_and_reports_truncation),
         cmocka_unit_test(test_tmpl_default_key_template_renders_the_host),
         cmocka_unit_test(test_tmpl_render_output_lives_in_the_callers_zone),
