@@ -19,6 +19,7 @@
 #include <nerve/error.h>
 #include <nerve/value.h>
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,7 +485,85 @@ static void s_sink_put(s_sink_t *s, const char *p, size_t n)
     s->len += n;
 }
 
-/*  A value as text: str as its bytes, numbers in shortest form, bin as
+/*  Writes the decimal digits of v (no sign) into the end of buf[0..32);
+    returns a pointer to the first digit. */
+static char *s_utoa(uint64_t v, char end[32])
+{
+    char *p = end + 31;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
+/*  A double as text for people and commands: at most 15 significant
+    digits, so sums and averages show as 0.3, not 0.30000000000000004, and
+    without printf's multi-precision path on the hot path: integers and
+    numbers from 1e-4 to 1e15 are formatted with integer arithmetic
+    (exact to the 15th digit, which is all a double guarantees); others
+    fall back to "%.15g". JSON output (nerve_obj_to_json) stays exact. */
+static size_t s_fmt_text_double(double d, char out[64])
+{
+    double a = fabs(d);
+    char digits[32];
+    if (!isfinite(d) || (a != 0 && (a < 1e-4 || a >= 1e15)))
+        return (size_t)snprintf(out, 64, "%.15g", d);
+    size_t n = 0;
+    if (d < 0)
+        out[n++] = '-';
+    if (a == floor(a)) { /* integral, below 1e15 */
+        const char *p = s_utoa((uint64_t)a, digits);
+        size_t len = strlen(p);
+        memcpy(out + n, p, len + 1);
+        return n + len;
+    }
+    /* 15 significant digits: m = a × 10^(14 - e) rounded, e = floor(log10 a),
+       with exact powers of ten (long double holds 10^0…10^19 exactly). */
+    static const long double pow10[] = {
+        1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
+        1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
+    };
+    int e = -4;
+    while (e < 14 && (e + 1 >= 0 ? a >= (double)pow10[e + 1] : a * (double)pow10[-(e + 1)] >= 1))
+        e++;
+    uint64_t m = (uint64_t)llroundl((long double)a * pow10[14 - e]);
+    if (m < 100000000000000ull && e > -4) { /* e guessed one too high */
+        e--;
+        m = (uint64_t)llroundl((long double)a * pow10[14 - e]);
+    }
+    if (m >= 1000000000000000ull) { /* rounding carried into a new digit */
+        m = (m + 5) / 10;
+        e++;
+    }
+    const char *p = s_utoa(m, digits); /* exactly 15 digits */
+    int point = e + 1;                 /* digits before the decimal point */
+    size_t last = 15;
+    while (last > 1 && p[last - 1] == '0')
+        last--; /* trailing zeros of the fraction */
+    if (point <= 0) {
+        out[n++] = '0';
+        out[n++] = '.';
+        for (int i = 0; i < -point; i++)
+            out[n++] = '0';
+        memcpy(out + n, p, last);
+        n += last;
+    } else {
+        size_t ip = (size_t)point;
+        memcpy(out + n, p, ip);
+        n += ip;
+        if (last > ip) {
+            out[n++] = '.';
+            memcpy(out + n, p + ip, last - ip);
+            n += last - ip;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/*  A value as text: str as its bytes, numbers in short form, bin as
     hex, nil as nothing, maps, arrays and ext as JSON. */
 static void s_sink_value(s_sink_t *s, const msgpack_object *v)
 {
@@ -503,11 +582,17 @@ static void s_sink_value(s_sink_t *s, const msgpack_object *v)
             s_sink_put(s, pair, 2);
         }
         break;
+    case MSGPACK_OBJECT_FLOAT64:
+        s_sink_put(s, tmp, s_fmt_text_double(v->via.f64, tmp));
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: {
+        char *p = s_utoa(v->via.u64, tmp);
+        s_sink_put(s, p, strlen(p));
+        break;
+    }
     case MSGPACK_OBJECT_BOOLEAN:
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
         nerve_obj_format(v, tmp, sizeof tmp); /* shortest form, never truncated at 64 */
         s_sink_put(s, tmp, strlen(tmp));
         break;

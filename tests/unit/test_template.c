@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include <nerve/error.h>
@@ -289,6 +290,53 @@ static void test_tmpl_values_are_data_not_syntax(void **state)
     s_assert_str(&o, "h={{rule}}");
 }
 
+static void test_tmpl_numbers_in_text_use_fifteen_significant_digits(void **state)
+{
+    static const struct {
+        double d;
+        const char *text;
+    } cases[] = {
+        {0.1 + 0.2, "v=0.3"},          {23.456, "v=23.456"},
+        {5.0, "v=5"},                  {-2.5, "v=-2.5"},
+        {0.00012, "v=0.00012"},        {123456.789, "v=123456.789"},
+        {9.9999999999999995, "v=10"},  {0.9999999999999999, "v=1"},
+        {1e20, "v=1e+20"},             {1e-5, "v=1e-05"},
+        {0.0, "v=0"},                  {999999999999999.0, "v=999999999999999"},
+        {1.0 / 3.0, "v=0.333333333333333"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_object value = nerve_obj_double_new(cases[i].d);
+        nerve_tmpl_ctx_t ctx = g_ctx;
+        ctx.value = &value;
+        msgpack_object o = s_render_str("v={{value}}", &ctx);
+        s_assert_str(&o, cases[i].text);
+    }
+}
+
+static void test_tmpl_number_text_stays_within_the_fifteenth_digit(void **state)
+{
+    /* A fixed-seed sweep over magnitudes 1e-4 … 1e15: the text reads back
+       within one unit of the 15th significant digit, like "%.15g". */
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double mant = (double)(x >> 11) / 9007199254740992.0; /* [0, 1) */
+        int exp10 = (int)(x % 19) - 4;
+        double d = (1 + 9 * mant) * pow(10, exp10) * (x & 1 ? -1 : 1);
+        msgpack_object value = nerve_obj_double_new(d);
+        nerve_tmpl_ctx_t ctx = g_ctx;
+        ctx.value = &value;
+        msgpack_object o = s_render_str("{{value}}x", &ctx);
+        char text[80];
+        assert_true(o.via.str.size < sizeof text);
+        memcpy(text, o.via.str.ptr, o.via.str.size - 1);
+        text[o.via.str.size - 1] = '\0';
+        double back = strtod(text, NULL);
+        if (fabs(back - d) > fabs(d) * 1e-14)
+            fail_msg("%.17g rendered as %s", d, text);
+    }
+}
+
 static void test_tmpl_lone_secret_renders_as_a_secret_ext_naming_it(void **state)
 {
     msgpack_object o = s_render_str("{{ secret.db_password }}", &g_ctx);
@@ -462,6 +510,8 @@ int main(void)
         cmocka_unit_test(test_tmpl_allows_spaces_inside_braces),
         cmocka_unit_test(test_tmpl_single_braces_are_literal_text),
         cmocka_unit_test(test_tmpl_values_are_data_not_syntax),
+        cmocka_unit_test(test_tmpl_numbers_in_text_use_fifteen_significant_digits),
+        cmocka_unit_test(test_tmpl_number_text_stays_within_the_fifteenth_digit),
         cmocka_unit_test(test_tmpl_lone_secret_renders_as_a_secret_ext_naming_it),
         cmocka_unit_test(test_tmpl_secret_inside_text_is_a_compile_error),
         cmocka_unit_test(test_tmpl_event_data_can_never_name_a_secret),
