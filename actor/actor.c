@@ -5,14 +5,25 @@
                      dispatch
       s_on_inbox     what the workers send back: results (remembered, then
                      forwarded) and emitted events (forwarded)
-      s_on_tick      the heartbeat
+      s_on_tick      the heartbeat, and links due to be made again
+      s_on_monitor   a link's handshake events (CURVE)
     Nothing here blocks: sends to the manager are non-blocking and a full
     queue is counted (the manager retries host reactions, and a repeat is
     answered from the cache).
+
+    The two links (SUB to the publisher, PUSH to the manager) are CURVE
+    clients on TCP, each pinned to its server's public key, so nothing but
+    the holder of the publisher's secret key can make this actor act, and
+    its results go only to the real manager. libzmq never retries a
+    handshake the server refused (our key unknown or rejected), so each
+    link watches its socket's handshake events and, after a refusal, makes
+    a new socket after a pause that doubles up to LINK_RETRY_MAX_MS,
+    logging the name under which the server recorded our key as pending.
 */
 #include "actor.h"
 #include "pool.h"
 #include "recent.h"
+#include "secrets.h"
 
 #include <nerve/error.h>
 #include <nerve/log.h>
@@ -36,16 +47,43 @@
 #define ZMTP_HEARTBEAT_MS    2000
 #define POLL_MAX_MS          100
 #define MAX_TOPICS           (2 + ACTOR_MAX_GROUPS)
+#define LINK_RETRY_MS        1000
+#define LINK_RETRY_MAX_MS    30000
+#define KEY_SETTLE_MS        1200 /* a new key reaches the ZAP handlers' next look (1 s) */
+#define LINK_EVENTS                                                                                \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |                             \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 #ifndef NERVE_VERSION
 #define NERVE_VERSION "0.0.0"
 #endif
 
+/*  One connection to a server: its socket (NULL while waiting to retry),
+    and the PAIR that receives the socket's handshake events. */
+typedef struct link {
+    const char *what; /* "publisher", "manager" */
+    const char *endpoint;
+    const char *server_key; /* what to pin (nerve_keys_resolve) */
+    int type;               /* ZMQ_SUB or ZMQ_PUSH */
+    bool curve;
+    void *sock;
+    void *monitor;
+    uint64_t retry_ms;   /* when to make the socket again (sock NULL), or 0 */
+    uint64_t backoff_ms; /* the next pause after a refusal */
+    bool up;             /* a handshake succeeded since the socket was made */
+    unsigned seq;
+} link_t;
+
 struct actor {
     const actor_config_t *cfg;
     void *ctx;
-    void *sub;   /* reactions from the publisher */
-    void *push;  /* events to the manager */
+    link_t pub; /* reactions from the publisher (SUB) */
+    link_t mgr; /* events to the manager (PUSH) */
+    void *sub;  /* pub.sock */
+    void *push; /* mgr.sock */
+    nerve_security_t sec;
+    char pending_name[NERVE_KEY_PENDING_NAME_LEN + 1]; /* ours, as servers record it */
+    secrets_t *secrets;
     void *inbox; /* results and events from the workers */
     char inbox_ep[64];
     char topics[MAX_TOPICS][NERVE_TOPIC_MAX + 1];
@@ -68,13 +106,14 @@ static nerve_ratelimit_t s_rl_not_mine = NERVE_RATELIMIT_INIT(1000);
 static nerve_ratelimit_t s_rl_expired = NERVE_RATELIMIT_INIT(1000);
 static nerve_ratelimit_t s_rl_refused = NERVE_RATELIMIT_INIT(1000);
 static nerve_ratelimit_t s_rl_send = NERVE_RATELIMIT_INIT(1000);
+static nerve_ratelimit_t s_rl_link = NERVE_RATELIMIT_INIT(1000);
 
 /* ----------------------------------------------------------------- sending */
 
 /*  Sends one event (two frames) to the manager, never waiting. */
 static int s_send(actor_t *self, const void *tag, size_t tag_len, const void *payload, size_t len)
 {
-    if (zmq_send(self->push, tag, tag_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+    if (!self->push || zmq_send(self->push, tag, tag_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         self->stats.send_dropped++;
         NERVE_LOG_RL(&s_rl_send, NERVE_LOG_WARN, "actor",
                      "manager queue full (%s unreachable?): %.*s not sent", self->cfg->manager,
@@ -149,6 +188,13 @@ static void s_dispatch(actor_t *self, const nerve_reaction_t *r)
     pool_job_t *job = pool_job_new(r, &fn);
     if (!job) {
         s_refuse(self, r, true, NERVE_ENOMEM, "actor out of memory");
+        return;
+    }
+    /*  Secrets are put in only now, in the job's own copy of the args:
+        nothing that is logged, remembered or sent back holds them. */
+    if (secrets_resolve(self->secrets, &job->r.args, why, sizeof why) != 0) {
+        pool_job_free(&job);
+        s_refuse(self, r, true, NERVE_ENOENT, "%s", why);
         return;
     }
     if (pool_submit(self->pool, &job) != 0) {
@@ -346,11 +392,11 @@ static void s_forget_dropped(void *arg, const uint8_t *id)
 
 /*  Stops taking reactions, lets the running ones finish (bounded), and
     forwards their results. */
+static void s_link_close(actor_t *self, link_t *link);
+
 static void s_shutdown(actor_t *self)
 {
-    if (self->sub)
-        zmq_close(self->sub);
-    self->sub = NULL;
+    s_link_close(self, &self->pub);
     if (!self->pool)
         return;
     pool_close(self->pool, s_forget_dropped, self);
@@ -389,47 +435,224 @@ static void *s_socket(actor_t *self, int type, int hwm_opt, int hwm)
     return s;
 }
 
-static int s_topics(actor_t *self)
+static void s_topics(actor_t *self)
 {
     const actor_config_t *cfg = self->cfg;
     snprintf(self->topics[self->ntopics++], NERVE_TOPIC_MAX + 1, "@all/");
     snprintf(self->topics[self->ntopics++], NERVE_TOPIC_MAX + 1, "@host/%s/", cfg->id);
     for (size_t i = 0; i < cfg->ngroups && self->ntopics < MAX_TOPICS; i++)
         snprintf(self->topics[self->ntopics++], NERVE_TOPIC_MAX + 1, "@group/%s/", cfg->groups[i]);
-    for (size_t i = 0; i < self->ntopics; i++)
-        if (zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, self->topics[i], strlen(self->topics[i])) != 0)
+}
+
+/*  Everything but IPC and inproc crosses a network: those links are
+    CURVE. IPC sockets rely on their 0700 directory instead. */
+static bool s_networked(const char *endpoint)
+{
+    return strncmp(endpoint, "ipc://", 6) != 0 && strncmp(endpoint, "inproc://", 9) != 0;
+}
+
+static void s_link_close(actor_t *self, link_t *link)
+{
+    if (link->sock)
+        zmq_close(link->sock); /* stops its monitor too */
+    if (link->monitor)
+        zmq_close(link->monitor);
+    link->sock = link->monitor = NULL;
+    link->up = false;
+    self->sub = self->pub.sock;
+    self->push = self->mgr.sock;
+}
+
+/*  Makes the link's socket: options, CURVE pinned to its server's key,
+    the handshake monitor, subscriptions, connect. Returns 0; NERVE_ENOENT
+    when the server's key file is not there (yet: the daemon that makes it
+    may not have started), to be tried again later; other errors are
+    configuration errors. */
+static int s_link_open(actor_t *self, link_t *link)
+{
+    int hwm_opt = link->type == ZMQ_SUB ? ZMQ_RCVHWM : ZMQ_SNDHWM;
+    int hwm = link->type == ZMQ_SUB ? SUB_HWM : MANAGER_HWM;
+    char err[1024];
+    int rc = 0;
+    link->retry_ms = 0;
+    if (!(link->sock = s_socket(self, link->type, hwm_opt, hwm))) {
+        NERVE_ERROR("actor", "%s: cannot make a socket: %s", link->what, zmq_strerror(errno));
+        return NERVE_ENOMEM;
+    }
+    if (link->type == ZMQ_PUSH) {
+        int linger = 2000; /* results and heartbeats still queued get a moment at exit */
+        zmq_setsockopt(link->sock, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    if (link->curve) {
+        rc = nerve_sec_client(link->sock, &self->sec, link->server_key, err, sizeof err);
+        if (rc != 0) {
+            NERVE_LOG_RL(&s_rl_link, rc == NERVE_ENOENT ? NERVE_LOG_WARN : NERVE_LOG_ERROR, "actor",
+                         "%s: %s%s", link->what, err, rc == NERVE_ENOENT ? " (trying again)" : "");
+            s_link_close(self, link);
+            return rc;
+        }
+        char ep[96];
+        snprintf(ep, sizeof ep, "inproc://nerve-actor-monitor-%p-%s-%u", (void *)self, link->what,
+                 link->seq++);
+        link->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
+        int zero = 0;
+        if (!link->monitor || zmq_socket_monitor(link->sock, ep, LINK_EVENTS) != 0 ||
+            zmq_setsockopt(link->monitor, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+            zmq_connect(link->monitor, ep) != 0) {
+            NERVE_ERROR("actor", "%s: cannot monitor the socket: %s", link->what,
+                        zmq_strerror(errno));
+            s_link_close(self, link);
             return NERVE_EIO;
+        }
+    }
+    for (size_t i = 0; link->type == ZMQ_SUB && i < self->ntopics; i++)
+        if (zmq_setsockopt(link->sock, ZMQ_SUBSCRIBE, self->topics[i], strlen(self->topics[i])) !=
+            0)
+            rc = NERVE_EIO;
+    if (rc == 0 && zmq_connect(link->sock, link->endpoint) != 0) {
+        NERVE_ERROR("actor", "%s: cannot connect %s: %s", link->what, link->endpoint,
+                    zmq_strerror(errno));
+        rc = NERVE_EIO;
+    }
+    if (rc != 0)
+        s_link_close(self, link);
+    self->sub = self->pub.sock;
+    self->push = self->mgr.sock;
+    return rc;
+}
+
+/*  Drops the link's socket and makes a new one after the pause. */
+static void s_link_retry(actor_t *self, link_t *link, uint64_t now_ms)
+{
+    s_link_close(self, link);
+    link->retry_ms = now_ms + link->backoff_ms;
+    link->backoff_ms =
+        link->backoff_ms * 2 > LINK_RETRY_MAX_MS ? LINK_RETRY_MAX_MS : link->backoff_ms * 2;
+}
+
+/*  The handshake events of one link's socket. */
+static void s_on_monitor(actor_t *self, link_t *link)
+{
+    while (link->monitor) {
+        zmq_msg_t parts[2];
+        size_t n;
+        if (s_recv(link->monitor, parts, 2, &n) != 0)
+            return;
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (n >= 1 && zmq_msg_size(&parts[0]) >= 6) {
+            memcpy(&event, zmq_msg_data(&parts[0]), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&parts[0]) + 2, 4);
+        }
+        s_close_parts(parts, n, 2);
+        uint64_t now = nerve_clock_mono_ms();
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            if (!link->up)
+                NERVE_INFO("actor", "%s: CURVE handshake with %s done (its key is the one pinned)",
+                           link->what, link->endpoint);
+            link->up = true;
+            link->backoff_ms = LINK_RETRY_MS;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            NERVE_LOG_RL(&s_rl_link, NERVE_LOG_WARN, "actor",
+                         "%s at %s refused this actor's key %s/%s.pub (status %u): on that host "
+                         "run `nerve keys accept %s` to let it in; trying again in %llus",
+                         link->what, link->endpoint, self->sec.keys, self->sec.name,
+                         (unsigned)value, self->pending_name,
+                         (unsigned long long)(link->backoff_ms + 999) / 1000);
+            s_link_retry(self, link, now);
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            NERVE_LOG_RL(&s_rl_link, NERVE_LOG_WARN, "actor",
+                         "%s at %s: CURVE handshake failed (is it the server whose key is pinned, "
+                         "and does it run CURVE too?); trying again in %llus",
+                         link->what, link->endpoint,
+                         (unsigned long long)(link->backoff_ms + 999) / 1000);
+            s_link_retry(self, link, now);
+        }
+    }
+}
+
+/*  Links waiting for their pause to end. */
+static void s_links_due(actor_t *self, uint64_t now_ms)
+{
+    link_t *links[] = {&self->pub, &self->mgr};
+    for (int i = 0; i < 2; i++) {
+        link_t *l = links[i];
+        if (l->sock || !l->retry_ms || now_ms < l->retry_ms)
+            continue;
+        if (l == &self->pub && atomic_load(&self->stop))
+            continue; /* stopping: the SUB stays closed */
+        if (s_link_open(self, l) != 0)
+            s_link_retry(self, l, now_ms);
+    }
+}
+
+static void s_link_init(actor_t *self, link_t *link, const char *what, const char *endpoint,
+                        const char *server_key, int type)
+{
+    link->what = what;
+    link->endpoint = endpoint;
+    link->server_key = server_key;
+    link->type = type;
+    link->curve = !self->sec.insecure && s_networked(endpoint);
+    link->backoff_ms = LINK_RETRY_MS;
+}
+
+/*  This actor's keypair (made on first start) and what to log about it.
+ *made tells whether it was made just now. */
+static int s_own_key(actor_t *self, bool *made_now)
+{
+    char err[1024], z85[NERVE_Z85_KEY_LEN + 1];
+    bool made = false;
+    if (nerve_keys_ensure(self->sec.keys, self->sec.name, &made, err, sizeof err) != 0 ||
+        nerve_keys_resolve(self->sec.keys, self->sec.name, z85, err, sizeof err) != 0) {
+        NERVE_ERROR("actor", "security: %s", err);
+        return NERVE_EPERM;
+    }
+    nerve_keys_pending_name(z85, self->pending_name);
+    *made_now = made;
+    NERVE_INFO("actor",
+               "%s key %s/%s.pub, public key %s: a manager or publisher that does not know it "
+               "records it as pending/%s.pub (`nerve keys accept %s` there lets it in)",
+               made ? "made" : "using", self->sec.keys, self->sec.name, z85, self->pending_name,
+               self->pending_name);
     return 0;
 }
 
 static int s_open_sockets(actor_t *self)
 {
     const actor_config_t *cfg = self->cfg;
-    self->sub = s_socket(self, ZMQ_SUB, ZMQ_RCVHWM, SUB_HWM);
-    self->push = s_socket(self, ZMQ_PUSH, ZMQ_SNDHWM, MANAGER_HWM);
     self->inbox = zmq_socket(self->ctx, ZMQ_PULL);
-    if (!self->sub || !self->push || !self->inbox)
+    if (!self->inbox)
         return NERVE_ENOMEM;
     int linger = 0, hwm = INBOX_HWM;
     zmq_setsockopt(self->inbox, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(self->inbox, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    linger = 2000; /* results and heartbeats still queued get a moment at exit */
-    zmq_setsockopt(self->push, ZMQ_LINGER, &linger, sizeof linger);
     snprintf(self->inbox_ep, sizeof self->inbox_ep, "inproc://nerve-actor-%p", (void *)self);
     if (zmq_bind(self->inbox, self->inbox_ep) != 0) {
         NERVE_ERROR("actor", "inbox: cannot bind %s: %s", self->inbox_ep, zmq_strerror(errno));
         return NERVE_EIO;
     }
-    if (s_topics(self) != 0)
-        return NERVE_EIO;
-    if (zmq_connect(self->sub, cfg->publisher) != 0) {
-        NERVE_ERROR("actor", "publisher: cannot connect %s: %s", cfg->publisher,
-                    zmq_strerror(errno));
-        return NERVE_EIO;
-    }
-    if (zmq_connect(self->push, cfg->manager) != 0) {
-        NERVE_ERROR("actor", "manager: cannot connect %s: %s", cfg->manager, zmq_strerror(errno));
-        return NERVE_EIO;
+    s_topics(self);
+    s_link_init(self, &self->pub, "publisher", cfg->publisher, cfg->publisher_key, ZMQ_SUB);
+    s_link_init(self, &self->mgr, "manager", cfg->manager, cfg->manager_key, ZMQ_PUSH);
+    nerve_security_warn("actor", &self->sec);
+    bool made = false;
+    if ((self->pub.curve || self->mgr.curve) && s_own_key(self, &made) != 0)
+        return NERVE_EPERM;
+    link_t *links[] = {&self->pub, &self->mgr};
+    for (int i = 0; i < 2; i++) {
+        /*  A keypair made a moment ago, in a keys directory this host's
+            servers share, is seen by their ZAP handlers within a second:
+            connecting before that would only get it refused. */
+        if (made && links[i]->curve) {
+            links[i]->retry_ms = nerve_clock_mono_ms() + KEY_SETTLE_MS;
+            continue;
+        }
+        int rc = s_link_open(self, links[i]);
+        if (rc == NERVE_ENOENT) /* its server has not made its key yet */
+            s_link_retry(self, links[i], nerve_clock_mono_ms());
+        else if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -442,8 +665,17 @@ actor_t *actor_new(const actor_config_t *cfg)
     if (!self)
         return NULL;
     self->cfg = cfg;
+    self->sec = cfg->security;
     msgpack_sbuffer_init(&self->data);
     msgpack_sbuffer_init(&self->frame);
+    if (cfg->secrets) {
+        char err[1024];
+        if (!(self->secrets = secrets_load(cfg->secrets, err, sizeof err))) {
+            NERVE_ERROR("actor", "secrets: %s", err);
+            goto fail;
+        }
+        NERVE_INFO("actor", "secrets: %zu from %s", secrets_count(self->secrets), cfg->secrets);
+    }
     if (setenv("NERVE_SYSTEMCTL", cfg->systemctl, 1) != 0) {
         NERVE_ERROR("actor", "cannot set NERVE_SYSTEMCTL: %s", strerror(errno));
         goto fail;
@@ -493,24 +725,41 @@ int actor_run(actor_t *self)
     int rc = 0;
     while (!atomic_load(&self->stop)) {
         uint64_t now = nerve_clock_mono_ms();
+        s_links_due(self, now);
         s_on_tick(self, now);
         long timeout = (long)(self->next_beat_ms > now ? self->next_beat_ms - now : 0);
         if (timeout > POLL_MAX_MS)
             timeout = POLL_MAX_MS;
+        /*  A link waiting to retry has no socket: its slot polls nothing. */
         zmq_pollitem_t items[] = {
-            {self->sub, 0, ZMQ_POLLIN, 0},
             {self->inbox, 0, ZMQ_POLLIN, 0},
+            {self->sub, 0, ZMQ_POLLIN, 0},
+            {self->pub.monitor, 0, ZMQ_POLLIN, 0},
+            {self->mgr.monitor, 0, ZMQ_POLLIN, 0},
         };
-        int n = zmq_poll(items, 2, timeout);
+        zmq_pollitem_t live[4];
+        int nlive = 0;
+        for (int i = 0; i < 4; i++)
+            if (items[i].socket)
+                live[nlive++] = items[i];
+        int n = zmq_poll(live, nlive, timeout);
         if (n < 0 && errno != EINTR) {
             NERVE_ERROR("actor", "poll: %s", zmq_strerror(errno));
             rc = NERVE_EIO;
             break;
         }
-        if (n > 0 && (items[1].revents & ZMQ_POLLIN))
-            s_on_inbox(self);
-        if (n > 0 && (items[0].revents & ZMQ_POLLIN))
-            s_on_reaction(self);
+        for (int i = 0; n > 0 && i < nlive; i++) {
+            if (!(live[i].revents & ZMQ_POLLIN))
+                continue;
+            if (live[i].socket == self->inbox)
+                s_on_inbox(self);
+            else if (live[i].socket == self->sub)
+                s_on_reaction(self);
+            else if (live[i].socket == self->pub.monitor)
+                s_on_monitor(self, &self->pub);
+            else if (live[i].socket == self->mgr.monitor)
+                s_on_monitor(self, &self->mgr);
+        }
     }
     s_shutdown(self);
     const actor_stats_t *s = &self->stats;
@@ -537,12 +786,11 @@ void actor_destroy(actor_t **self_p)
     actor_t *self = *self_p;
     if (self->pool && pool_destroy(&self->pool, 0) != 0)
         self->pool_abandoned = true;
-    void **socks[] = {&self->sub, &self->inbox, &self->push};
-    for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++) {
-        if (*socks[i])
-            zmq_close(*socks[i]);
-        *socks[i] = NULL;
-    }
+    s_link_close(self, &self->pub);
+    s_link_close(self, &self->mgr);
+    if (self->inbox)
+        zmq_close(self->inbox);
+    self->inbox = NULL;
     /*  A worker still inside a reaction holds a socket of this context:
         terminating it would wait for that reaction forever. */
     if (self->ctx && !self->pool_abandoned)
@@ -550,8 +798,10 @@ void actor_destroy(actor_t **self_p)
     self->ctx = NULL;
     nerve_wire_decoder_destroy(&self->decoder);
     recent_destroy(&self->recent);
-    if (!self->pool_abandoned) /* the running reaction's code lives in the set */
+    if (!self->pool_abandoned) { /* the running reaction's code and args live on */
         nerve_modset_destroy(&self->modules);
+        secrets_destroy(&self->secrets);
+    }
     msgpack_sbuffer_destroy(&self->data);
     msgpack_sbuffer_destroy(&self->frame);
     free(self);

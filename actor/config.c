@@ -48,6 +48,12 @@ int actor_config_defaults(actor_config_t *cfg)
     rc = rc ? rc : actor_config_set(&cfg->publisher, "tcp://127.0.0.1:7451");
     rc = rc ? rc : actor_config_set(&cfg->manager, "tcp://127.0.0.1:7450");
     rc = rc ? rc : actor_config_set(&cfg->systemctl, "/usr/bin/systemctl");
+    rc = rc ? rc : actor_config_set(&cfg->publisher_key, "publisher");
+    rc = rc ? rc : actor_config_set(&cfg->manager_key, "manager");
+    char name[NERVE_KEY_NAME_MAX + 1];
+    actor_config_key_name(cfg->id, name);
+    if (rc == 0 && nerve_security_init(&cfg->security, name) == NERVE_ERANGE)
+        rc = NERVE_ERANGE;
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, ACTOR_MAX_MODULE_DIRS);
     cfg->heartbeat_ms = 5000;
     cfg->workers = 4;
@@ -76,7 +82,21 @@ int actor_config_add_group(actor_config_t *cfg, const char *group, char *why, si
     return 0;
 }
 
-int actor_config_check(const actor_config_t *cfg, char *why, size_t whysize)
+void actor_config_key_name(const char *id, char name[NERVE_KEY_NAME_MAX + 1])
+{
+    size_t n = 0;
+    for (; id && id[n] && n < NERVE_KEY_NAME_MAX; n++) {
+        char c = id[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        name[n] = ok && !(n == 0 && (c == '.' || c == '-')) ? c : '_';
+    }
+    name[n] = '\0';
+    if (n == 0)
+        snprintf(name, NERVE_KEY_NAME_MAX + 1, "actor");
+}
+
+int actor_config_check(actor_config_t *cfg, char *why, size_t whysize)
 {
     if (!actor_name_ok(cfg->id, ACTOR_ID_MAX)) {
         snprintf(why, whysize,
@@ -93,6 +113,7 @@ int actor_config_check(const actor_config_t *cfg, char *why, size_t whysize)
         snprintf(why, whysize, "no module directory (set modules: or --modules)");
         return NERVE_EINVAL;
     }
+    actor_config_key_name(cfg->id, cfg->security.name);
     return 0;
 }
 
@@ -216,22 +237,7 @@ static int s_allow(const nerve_conf_t *root, actor_config_t *cfg, nerve_conf_err
 
 static int s_security(const nerve_conf_t *root, actor_config_t *cfg, nerve_conf_error_t *err)
 {
-    const nerve_conf_t *sec = nerve_conf_get(root, "security");
-    if (!sec)
-        return 0;
-    if (sec->type != NERVE_CONF_MAP)
-        return nerve_conf_fail(sec, err, "security must be a map (curve, keys, insecure)");
-    static const char *const keys[] = {"curve", "keys", "insecure", NULL};
-    if (nerve_conf_check_keys(sec, keys, err) != 0)
-        return NERVE_EINVAL;
-    const nerve_conf_t *n = nerve_conf_get(sec, "insecure");
-    if (n && nerve_conf_as_bool(n, &cfg->insecure, err) != 0)
-        return NERVE_EINVAL;
-    n = nerve_conf_get(sec, "curve");
-    bool curve;
-    if (n && nerve_conf_as_bool(n, &curve, err) != 0)
-        return NERVE_EINVAL;
-    return 0;
+    return nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
 }
 
 static int s_size(const nerve_conf_t *root, const char *key, int64_t max, size_t *out,
@@ -299,9 +305,10 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
         nerve_conf_destroy(&root);
         return rc;
     }
-    static const char *const keys[] = {"id",        "groups",    "publisher", "manager", "modules",
-                                       "heartbeat", "allow",     "workers",   "queue",   "timeout",
-                                       "systemctl", "log_level", "security",  NULL};
+    static const char *const keys[] = {
+        "id",       "groups",        "publisher",   "manager", "modules",   "heartbeat",
+        "allow",    "workers",       "queue",       "timeout", "systemctl", "log_level",
+        "security", "publisher_key", "manager_key", "secrets", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : s_str(root, "id", &cfg->id, err);
     if (rc == 0 && nerve_conf_get(root, "id") && !actor_name_ok(cfg->id, ACTOR_ID_MAX))
@@ -323,13 +330,17 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
                              "systemctl must be an absolute path");
     rc = rc ? rc : s_log_level(root, err);
     rc = rc ? rc : s_security(root, cfg, err);
+    rc = rc ? rc : s_str(root, "publisher_key", &cfg->publisher_key, err);
+    rc = rc ? rc : s_str(root, "manager_key", &cfg->manager_key, err);
+    rc = rc ? rc : s_str(root, "secrets", &cfg->secrets, err);
     nerve_conf_destroy(&root);
     return rc;
 }
 
 void actor_config_free(actor_config_t *cfg)
 {
-    char **strs[] = {&cfg->id, &cfg->publisher, &cfg->manager, &cfg->systemctl, &cfg->config_path};
+    char **strs[] = {&cfg->id,          &cfg->publisher,     &cfg->manager,     &cfg->systemctl,
+                     &cfg->config_path, &cfg->publisher_key, &cfg->manager_key, &cfg->secrets};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

@@ -14,7 +14,18 @@
       timeout     per-reaction time limit (default 60s)
       systemctl   path of systemctl for reactions.service.* (default /usr/bin/systemctl)
       log_level   error, warn, info or debug
-      security    {curve, keys, insecure} (CURVE is not implemented yet)
+      security    {curve, keys, insecure, auto_accept}: nerve_security_parse
+                  (<nerve/security.h>); CURVE on by default for TCP links
+      publisher_key  the publisher's public key to pin: a key name in the
+                  keys directory, a zcert path, or 40 Z85 characters
+                  (default "publisher")
+      manager_key    the same for the manager (default "manager")
+      secrets     a YAML map NAME: value, readable only by its owner
+                  (this user or root), for {{secret.NAME}} in reaction args
+                  (default: none; such reactions are then refused)
+
+    The actor's own keypair is <keys>/<id>.secret, made on first start
+    (characters of the id that a key name cannot hold become '_').
 
     Ids and group names become topic and tag segments, so they are limited
     to letters, digits and . _ - : @ (ids up to ACTOR_ID_MAX bytes, so that
@@ -27,6 +38,7 @@
 #include "allow.h"
 
 #include <nerve/conf.h>
+#include <nerve/security.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,7 +64,10 @@ typedef struct actor_config {
     size_t queue;
     uint64_t timeout_ms;
     char *systemctl;
-    bool insecure;
+    nerve_security_t security; /* `security:`; name set by actor_config_check */
+    char *publisher_key;       /* pinned on the SUB (default "publisher") */
+    char *manager_key;         /* pinned on the PUSH (default "manager") */
+    char *secrets;             /* the secrets file, or NULL */
     char *config_path; /* the file read, or NULL for defaults */
 } actor_config_t;
 
@@ -72,8 +87,13 @@ int actor_config_set(char **slot, const char *value);
 int actor_config_add_group(actor_config_t *cfg, const char *group, char *why, size_t whysize);
 
 /*  Checks the values that flags may have changed (id, groups) and fills
-    `why`. 0 or NERVE_EINVAL. */
-int actor_config_check(const actor_config_t *cfg, char *why, size_t whysize);
+    `why`, and names the actor's key after its id (security.name). 0 or
+    NERVE_EINVAL. */
+int actor_config_check(actor_config_t *cfg, char *why, size_t whysize);
+
+/*  The key name for an actor id: the id with every character a key name
+    cannot hold (':', '@') made '_'. */
+void actor_config_key_name(const char *id, char name[NERVE_KEY_NAME_MAX + 1]);
 
 /*  True if `name` may be an actor id (max ACTOR_ID_MAX) or a group name
     (max ACTOR_GROUP_MAX): 1..max bytes of [A-Za-z0-9._:@-]. */

@@ -216,6 +216,10 @@ static void s_print(const actor_config_t *cfg)
     printf("]\nheartbeat: %llums\nworkers: %zu\nqueue: %zu\ntimeout: %llums\nsystemctl: %s\n",
            (unsigned long long)cfg->heartbeat_ms, cfg->workers, cfg->queue,
            (unsigned long long)cfg->timeout_ms, cfg->systemctl);
+    printf("security: {mode: %s, keys: %s, key: %s}\npublisher_key: %s\nmanager_key: %s\n"
+           "secrets: %s\n",
+           nerve_security_mode(&cfg->security), cfg->security.keys, cfg->security.name,
+           cfg->publisher_key, cfg->manager_key, cfg->secrets ? cfg->secrets : "none");
     const char *kinds[] = {"commands", "services", "paths"};
     char *const *lists[] = {cfg->allow.commands, cfg->allow.services, cfg->allow.paths};
     size_t counts[] = {cfg->allow.ncommands, cfg->allow.nservices, cfg->allow.npaths};
@@ -299,16 +303,6 @@ int main(int argc, char **argv)
         actor_config_free(&cfg);
         return 0;
     }
-    if (cfg.insecure)
-        NERVE_WARN("actor",
-                   "security: insecure: true — this actor runs reactions from anyone "
-                   "who can reach it through %s, unencrypted",
-                   cfg.publisher);
-    else
-        NERVE_WARN("actor", "security: CURVE is not implemented in this build yet; links are "
-                            "unencrypted and the publisher is not authenticated (see "
-                            "docs/security.md)");
-
     s_signals();
     s_actor = actor_new(&cfg);
     if (!s_actor) {

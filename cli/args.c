@@ -27,6 +27,9 @@ static const cli_opt_t s_common[] = {
     {"publisher-control", 0, true, OPT_PUBCTL},
     {"config", 'c', true, OPT_CONFIG},
     {"timeout", 0, true, OPT_TIMEOUT},
+    {"keys", 0, true, OPT_KEYS},
+    {"manager-key", 0, true, OPT_MANAGER_KEY},
+    {"publisher-key", 0, true, OPT_PUBLISHER_KEY},
     {NULL, 0, false, 0},
 };
 
@@ -130,6 +133,15 @@ int cli_common_opt(cli_t *cli, const char *cmd, int id, const char *value)
     case OPT_EVENTS: cli->opt_events = value; break;
     case OPT_PUBCTL: cli->opt_pubctl = value; break;
     case OPT_CONFIG: cli->opt_config = value; break;
+    case OPT_KEYS:
+        cli->opt_keys = value;
+        break;
+    case OPT_MANAGER_KEY:
+        cli->opt_manager_key = value;
+        break;
+    case OPT_PUBLISHER_KEY:
+        cli->opt_publisher_key = value;
+        break;
     case OPT_TIMEOUT: {
         uint64_t ms;
         if (nerve_duration_parse_ms(value, &ms) != 0 || ms == 0)

@@ -4,8 +4,10 @@
     Each verb group lives in its own file and has one entry point taking
     the shared state and its own argv (argv[0] is the verb). Around them:
 
-      client.c     endpoints (defaults, -c MANAGER.yaml, flags) and the
-                   control round trip [verb][msgpack] → [ok|error][msgpack]
+      client.c     endpoints (defaults, -c MANAGER.yaml, flags), CURVE for
+                   the ones on TCP, and the control round trip
+                   [verb][msgpack] → [ok|error][msgpack]
+      keys.c       `nerve keys`: the keys directory (lib/security.c)
       args.c       option parsing shared by every verb
       eventdata.c  an event's data from `key=value` words and --data JSON
       format.c     JSON, times and durations as people read them
@@ -25,6 +27,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <nerve/security.h>
+
 #define CLI_OK          0
 #define CLI_FAIL        1
 #define CLI_USAGE       2
@@ -42,6 +46,9 @@ typedef struct cli {
     const char *opt_events;
     const char *opt_pubctl;
     const char *opt_config;
+    const char *opt_keys;          /* --keys DIR */
+    const char *opt_manager_key;   /* --manager-key KEY */
+    const char *opt_publisher_key; /* --publisher-key KEY */
     uint64_t timeout_ms;
 
     bool resolved;
@@ -52,6 +59,14 @@ typedef struct cli {
     char *rules;     /* the manager's rules path (default for `rules check`) */
     char *modules[CLI_MODULE_DIRS_MAX];
     size_t nmodules;
+    /*  CURVE for TCP endpoints: the manager config's `security:` (keys
+        directory, insecure), --keys over it; this CLI's keypair is named
+        "cli" there (made on first need). */
+    nerve_security_t security;
+    char *manager_key;   /* pinned on control, tap, events (default "manager") */
+    char *publisher_key; /* pinned on the publisher's control (default: the
+                            manager config's publisher_key, "publisher") */
+    bool key_ready;      /* the keypair was checked (or made) */
 } cli_t;
 
 /* ------------------------------------------------------------- verbs */
@@ -65,6 +80,7 @@ int cli_reload(cli_t *cli, int argc, char **argv);
 int cli_registers(cli_t *cli, int argc, char **argv);
 int cli_fire(cli_t *cli, int argc, char **argv);
 int cli_replay(cli_t *cli, int argc, char **argv);
+int cli_keys(cli_t *cli, int argc, char **argv);
 
 /* ------------------------------------------------------------ client.c */
 
@@ -99,10 +115,26 @@ void cli_reply_free(cli_reply_t *reply);
     string in buf. */
 const char *cli_reply_error(const cli_reply_t *reply, char *buf, size_t size);
 
+/*  Makes `sock` a CURVE client pinned to `server_key` when `endpoint` is
+    on a network transport (not ipc:// or inproc://) and the config does
+    not say insecure: with this CLI's own keypair, made on first need.
+    Call before zmq_connect(). Returns CLI_OK, or CLI_FAIL with the reason
+    printed (no keys directory, no server key file to pin, …). */
+int cli_secure(cli_t *cli, void *sock, const char *endpoint, const char *server_key);
+
+/*  True when cli_secure() makes a socket for `endpoint` a CURVE client. */
+bool cli_curve(const cli_t *cli, const char *endpoint);
+
+/*  Prints why a CURVE server refused us (event ZMQ_EVENT_HANDSHAKE_FAILED_*
+    with its value) and what to do about it. */
+void cli_print_refused(cli_t *cli, const char *who, const char *endpoint, uint16_t event,
+                       uint32_t value);
+
 /*  A DEALER connected to one control endpoint, for one or many requests in
-    turn. NULL on failure (printed). */
+    turn, pinned to `server_key` when the endpoint is TCP (cli_secure).
+    NULL on failure (printed). */
 typedef struct cli_conn cli_conn_t;
-cli_conn_t *cli_conn_new(const char *endpoint);
+cli_conn_t *cli_conn_new(cli_t *cli, const char *endpoint, const char *server_key);
 void cli_conn_destroy(cli_conn_t **self);
 
 /*  Sends [verb][args]; `args` is a packed msgpack map (NULL sends {}).
@@ -131,7 +163,9 @@ void cli_print_unreachable(const char *who, const char *endpoint, const char *wh
 
 /*  Opens a PUSH socket to the manager's events endpoint with ZMQ_IMMEDIATE
     (messages go only to a live connection) and a send timeout of
-    cli->timeout_ms, for `fire` and `replay`. NULL on failure (printed). */
+    cli->timeout_ms, for `fire` and `replay`; on TCP a CURVE client whose
+    first send waits for the handshake, so a refused key is reported as
+    such (exit 1) rather than as a timeout. NULL on failure (printed). */
 void *cli_events_socket(cli_t *cli);
 
 /*  Sends one event (tag, host, data; id and ts set here) on that socket.
@@ -170,6 +204,9 @@ enum {
     OPT_PUBCTL,
     OPT_CONFIG,
     OPT_TIMEOUT,
+    OPT_KEYS,
+    OPT_MANAGER_KEY,
+    OPT_PUBLISHER_KEY,
     OPT_VERB = 100,
 };
 
@@ -194,7 +231,7 @@ void cli_args_init(cli_args_t *self, const char *cmd, int argc, char **argv, int
     options. */
 int cli_args_next(cli_args_t *self, const cli_opt_t *opts, const char **value);
 
-/*  Applies a common option (OPT_CONTROL … OPT_TIMEOUT) to cli. Returns
+/*  Applies a common option (OPT_CONTROL … OPT_PUBLISHER_KEY) to cli. Returns
     CLI_OK, or CLI_USAGE (bad value; printed). */
 int cli_common_opt(cli_t *cli, const char *cmd, int id, const char *value);
 

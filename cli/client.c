@@ -11,6 +11,12 @@
     and the manager's ROUTER answers both the same way. Events go out on a
     PUSH with ZMQ_IMMEDIATE, so a send to a manager that is not there
     times out instead of sitting in a queue and being reported as sent.
+
+    Any endpoint on TCP is reached over CURVE (docs/security.md), pinned to
+    the daemon's public key from the keys directory the manager's config
+    names, with this CLI's own keypair "cli" there (made on first need):
+    on the manager's host, sharing its keys directory, that keypair is
+    trusted without any setup.
 */
 #include "cli.h"
 #include "config.h"
@@ -26,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <zmq.h>
 
 static void *s_ctx;
@@ -135,10 +142,20 @@ int cli_resolve(cli_t *self)
     self->pubctl = self->opt_pubctl ? s_connect_address(self->opt_pubctl)
                                     : s_pubctl_default(mc.publisher);
     self->rules = mc.rules ? strdup(mc.rules) : NULL;
+    self->security = mc.security;
+    snprintf(self->security.name, sizeof self->security.name, "cli");
+    if (self->opt_keys)
+        snprintf(self->security.keys, sizeof self->security.keys, "%s", self->opt_keys);
+    self->manager_key = strdup(self->opt_manager_key ? self->opt_manager_key : "manager");
+    self->publisher_key = strdup(self->opt_publisher_key ? self->opt_publisher_key
+                                 : mc.publisher_key      ? mc.publisher_key
+                                                         : "publisher");
+    self->key_ready = false;
     for (size_t i = 0; i < mc.nmodules && i < CLI_MODULE_DIRS_MAX; i++)
         self->modules[self->nmodules++] = strdup(mc.modules[i]);
     manager_config_free(&mc);
-    bool oom = !self->control || !self->tap || !self->events || !self->pubctl || !self->rules;
+    bool oom = !self->control || !self->tap || !self->events || !self->pubctl || !self->rules ||
+               !self->manager_key || !self->publisher_key;
     for (size_t i = 0; i < self->nmodules; i++)
         oom = oom || !self->modules[i];
     self->resolved = true;
@@ -151,7 +168,8 @@ int cli_resolve(cli_t *self)
 
 void cli_free(cli_t *self)
 {
-    char **strs[] = {&self->control, &self->tap, &self->events, &self->pubctl, &self->rules};
+    char **strs[] = {&self->control, &self->tap,         &self->events,       &self->pubctl,
+                     &self->rules,   &self->manager_key, &self->publisher_key};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -175,13 +193,71 @@ void cli_print_unreachable(const char *who, const char *endpoint, const char *wh
             hint);
 }
 
+/* --------------------------------------------------------------- CURVE */
+
+bool cli_curve(const cli_t *cli, const char *endpoint)
+{
+    return !cli->security.insecure && strncmp(endpoint, "ipc://", 6) != 0 &&
+           strncmp(endpoint, "inproc://", 9) != 0;
+}
+
+int cli_secure(cli_t *cli, void *sock, const char *endpoint, const char *server_key)
+{
+    if (!cli_curve(cli, endpoint))
+        return CLI_OK;
+    char err[1024];
+    if (!cli->key_ready) {
+        bool made = false;
+        if (nerve_keys_ensure(cli->security.keys, cli->security.name, &made, err, sizeof err) !=
+            0) {
+            fprintf(stderr, "nerve: CURVE for %s: %s\n", endpoint, err);
+            return CLI_FAIL;
+        }
+        cli->key_ready = true;
+        /*  A daemon sharing this keys directory trusts the new keypair
+            once its ZAP handler has looked again (once a second). */
+        if (made) {
+            fprintf(stderr, "nerve: made this CLI's keypair %s/%s.secret\n", cli->security.keys,
+                    cli->security.name);
+            struct timespec settle = {1, 200000000};
+            while (nanosleep(&settle, &settle) != 0 && errno == EINTR)
+                ;
+        }
+    }
+    if (nerve_sec_client(sock, &cli->security, server_key, err, sizeof err) != 0) {
+        fprintf(stderr, "nerve: CURVE for %s: %s\n", endpoint, err);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+void cli_print_refused(cli_t *cli, const char *who, const char *endpoint, uint16_t event,
+                       uint32_t value)
+{
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        char pub[NERVE_Z85_KEY_LEN + 1], pending[NERVE_KEY_PENDING_NAME_LEN + 1] = "?";
+        if (nerve_keys_resolve(cli->security.keys, cli->security.name, pub, NULL, 0) == 0)
+            nerve_keys_pending_name(pub, pending);
+        fprintf(stderr,
+                "nerve: the %s at %s refused this CLI's key %s/%s.pub (status %u): on its "
+                "host, `nerve keys accept %s` lets it in\n",
+                who, endpoint, cli->security.keys, cli->security.name, (unsigned)value, pending);
+    } else {
+        fprintf(stderr,
+                "nerve: CURVE handshake with the %s at %s failed: it does not hold the key "
+                "pinned for it (%s), or does not run CURVE\n",
+                who, endpoint,
+                strcmp(who, "publisher") == 0 ? cli->publisher_key : cli->manager_key);
+    }
+}
+
 /* ------------------------------------------------------ control socket */
 
 struct cli_conn {
     void *sock;
 };
 
-cli_conn_t *cli_conn_new(const char *endpoint)
+cli_conn_t *cli_conn_new(cli_t *cli, const char *endpoint, const char *server_key)
 {
     void *ctx = cli_zmq();
     if (!ctx)
@@ -194,6 +270,10 @@ cli_conn_t *cli_conn_new(const char *endpoint)
     }
     int linger = 0;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (cli_secure(cli, self->sock, endpoint, server_key) != CLI_OK) {
+        cli_conn_destroy(&self);
+        return NULL;
+    }
     if (zmq_connect(self->sock, endpoint) != 0) {
         fprintf(stderr, "nerve: bad endpoint '%s': %s\n", endpoint, zmq_strerror(errno));
         cli_conn_destroy(&self);
@@ -346,7 +426,7 @@ int cli_call(cli_t *cli, const char *verb, const msgpack_sbuffer *args, cli_repl
     int rc = cli_resolve(cli);
     if (rc != CLI_OK)
         return rc;
-    cli_conn_t *conn = cli_conn_new(cli->control);
+    cli_conn_t *conn = cli_conn_new(cli, cli->control, cli->manager_key);
     if (!conn)
         return CLI_FAIL;
     rc = cli_conn_call(cli, conn, "manager", cli->control, verb, args, reply);
@@ -355,6 +435,55 @@ int cli_call(cli_t *cli, const char *verb, const msgpack_sbuffer *args, cli_repl
 }
 
 /* --------------------------------------------------------------- events */
+
+/*  The events socket's handshake monitor (CURVE only) and whether the
+    handshake is done: the CLI has one events socket at a time. */
+static void *s_events_monitor;
+static bool s_events_ready;
+
+/*  Waits for the CURVE handshake on the events socket. CLI_OK when it is
+    done, CLI_FAIL (printed) when the manager refused us, CLI_UNREACHABLE
+    (printed) when nothing happened within the timeout. */
+static int s_events_wait(cli_t *cli)
+{
+    uint64_t deadline = nerve_clock_mono_ms() + cli->timeout_ms;
+    while (!s_events_ready) {
+        uint64_t now = nerve_clock_mono_ms();
+        zmq_pollitem_t item = {s_events_monitor, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&item, 1, deadline > now ? (long)(deadline - now) : 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            cli_print_unreachable("manager", cli->events, "no CURVE handshake", cli->timeout_ms);
+            return CLI_UNREACHABLE;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        bool more = true;
+        for (int frame = 0; more; frame++) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, s_events_monitor, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            if (frame == 0 && zmq_msg_size(&m) >= 6) {
+                memcpy(&event, zmq_msg_data(&m), 2);
+                memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, 4);
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            s_events_ready = true;
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                 event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            cli_print_refused(cli, "manager", cli->events, event, value);
+            return CLI_FAIL;
+        }
+    }
+    return CLI_OK;
+}
 
 void *cli_events_socket(cli_t *cli)
 {
@@ -371,10 +500,29 @@ void *cli_events_socket(cli_t *cli)
     zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof one);
     zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    s_events_ready = true;
+    if (cli_curve(cli, cli->events)) {
+        char addr[64];
+        snprintf(addr, sizeof addr, "inproc://nerve-cli-events-monitor-%p", sock);
+        s_events_ready = false;
+        s_events_monitor = zmq_socket(ctx, ZMQ_PAIR);
+        int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+        if (cli_secure(cli, sock, cli->events, cli->manager_key) != CLI_OK || !s_events_monitor ||
+            zmq_setsockopt(s_events_monitor, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+            zmq_socket_monitor(sock, addr, events) != 0 ||
+            zmq_connect(s_events_monitor, addr) != 0) {
+            if (s_events_monitor)
+                zmq_close(s_events_monitor);
+            s_events_monitor = NULL;
+            zmq_close(sock);
+            return NULL;
+        }
+    }
     if (zmq_connect(sock, cli->events) != 0) {
         fprintf(stderr, "nerve: bad events endpoint '%s': %s\n", cli->events,
                 zmq_strerror(errno));
-        zmq_close(sock);
+        cli_events_close(cli, &sock);
         return NULL;
     }
     return sock;
@@ -425,7 +573,11 @@ int cli_send_event(cli_t *cli, void *sock, const char *tag, const char *host,
         msgpack_sbuffer_destroy(&buf);
         return CLI_USAGE;
     }
-    rc = CLI_OK;
+    rc = s_events_ready ? CLI_OK : s_events_wait(cli);
+    if (rc != CLI_OK) {
+        msgpack_sbuffer_destroy(&buf);
+        return rc;
+    }
     if (zmq_send(sock, ev.tag, ev.tag_len, ZMQ_SNDMORE) < 0 ||
         zmq_send(sock, buf.data, buf.size, 0) < 0) {
         if (errno == EAGAIN) {
@@ -451,4 +603,7 @@ void cli_events_close(cli_t *cli, void **sock)
     zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(*sock);
     *sock = NULL;
+    if (s_events_monitor)
+        zmq_close(s_events_monitor);
+    s_events_monitor = NULL;
 }

@@ -3,7 +3,7 @@
     Git-style: `nerve [global options] VERB [verb options and words]`.
     This file parses the global options, picks the verb and returns its
     exit code; each verb lives in the file of its group (status.c, watch.c,
-    explain.c, rules.c, registers.c, fire.c, replay.c). Exit codes: 0 ok,
+    explain.c, rules.c, registers.c, fire.c, replay.c, keys.c). Exit codes: 0 ok,
     1 an error reported by the manager or a failed check, 2 usage error,
     3 the daemon could not be reached within the timeout.
 */
@@ -30,6 +30,7 @@ static const struct {
     {"reload", cli_reload, "reload the manager's rules and modules now"},
     {"fire", cli_fire, "send one event"},
     {"replay", cli_replay, "send recorded events again, or --dry-run explain them"},
+    {"keys", cli_keys, "keys gen NAME | list | accept | reject | revoke NAME (CURVE)"},
 };
 
 static void s_usage(FILE *out)
@@ -51,6 +52,11 @@ static void s_usage(FILE *out)
             "      --publisher-control EP publisher control\n"
             "                             (default ipc://$NERVE_HOME/run/publisher-control.sock)\n"
             "      --timeout DURATION     how long to wait for a daemon (default 5s)\n"
+            "      --keys DIR             CURVE keys directory (default: the manager config's\n"
+            "                             security.keys, else $NERVE_HOME/keys)\n"
+            "      --manager-key KEY      the manager's key to pin on TCP endpoints: a name\n"
+            "                             in the keys directory, a path or Z85 (default manager)\n"
+            "      --publisher-key KEY    the same for the publisher (default publisher)\n"
             "  -h, --help                 this help\n"
             "  -V, --version              print the version\n"
             "\n"

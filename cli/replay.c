@@ -234,7 +234,7 @@ static int s_send_all(cli_t *cli, const recording_t *rec, double speed)
 
 static int s_explain_all(cli_t *cli, const recording_t *rec, bool json)
 {
-    cli_conn_t *conn = cli_conn_new(cli->control);
+    cli_conn_t *conn = cli_conn_new(cli, cli->control, cli->manager_key);
     if (!conn)
         return CLI_FAIL;
     int rc = CLI_OK;

@@ -69,6 +69,39 @@ static double s_rate(uint64_t count, uint64_t uptime_s)
     return uptime_s ? (double)count / (double)uptime_s : 0.0;
 }
 
+/*  "  security   curve (events)  key …  admitted 3  refused 1 unknown,
+    0 rejected  pending 1  unauthorized 0". */
+static void s_print_security(const msgpack_object *sec)
+{
+    char mode[64], key[64];
+    if (!sec || sec->type != MSGPACK_OBJECT_MAP)
+        return;
+    const msgpack_object *curve = nerve_obj_get(sec, "curve");
+    const msgpack_object *zap = nerve_obj_get(sec, "zap");
+    printf("  security   %s", cli_get_str(sec, "mode", mode, sizeof mode));
+    if (curve && curve->type == MSGPACK_OBJECT_ARRAY && curve->via.array.size) {
+        printf(" (");
+        for (uint32_t i = 0; i < curve->via.array.size; i++) {
+            const char *p;
+            size_t n;
+            if (nerve_obj_str(&curve->via.array.ptr[i], &p, &n))
+                printf("%s%.*s", i ? ", " : "", (int)n, p);
+        }
+        printf(")");
+    }
+    if (cli_get_str(sec, "public_key", key, sizeof key)[0])
+        printf("  key %s", key);
+    if (zap && zap->type == MSGPACK_OBJECT_MAP)
+        printf("  admitted %llu  refused %llu unknown, %llu rejected  pending %llu"
+               "  unauthorized %llu",
+               (unsigned long long)cli_get_u64(zap, "admitted"),
+               (unsigned long long)cli_get_u64(zap, "refused_unknown"),
+               (unsigned long long)cli_get_u64(zap, "refused_rejected"),
+               (unsigned long long)cli_get_u64(zap, "recorded_pending"),
+               (unsigned long long)cli_get_u64(zap, "unauthorized"));
+    printf("\n");
+}
+
 static void s_print_manager(const msgpack_object *st)
 {
     char id[256], version[64], up[32], err[1100], when[64];
@@ -83,7 +116,8 @@ static void s_print_manager(const msgpack_object *st)
     printf("manager    %s  nerve-manager %s  up %s%s\n", cli_get_str(st, "id", id, sizeof id),
            cli_get_str(st, "version", version, sizeof version),
            cli_fmt_duration_ms(uptime * 1000, up, sizeof up),
-           cli_get_bool(st, "insecure", false) ? "  (insecure: no CURVE)" : "");
+           cli_get_bool(st, "insecure", false) ? "  (INSECURE: no CURVE)" : "");
+    s_print_security(nerve_obj_get(st, "security"));
     printf("  events     received %llu (%.1f/s)  accepted %llu  matched %llu  rejected %llu",
            (unsigned long long)cli_get_u64(ev, "received"),
            s_rate(cli_get_u64(ev, "received"), uptime),
@@ -152,14 +186,17 @@ static void s_print_manager(const msgpack_object *st)
 
 static void s_print_publisher(const msgpack_object *st)
 {
-    char version[64], up[32];
+    char version[64], up[32], mode[64];
+    const msgpack_object *sec = nerve_obj_get(st, "security");
     printf("publisher  nerve-publisher %s  up %s  relayed %llu  dropped %llu  "
-           "subscriptions %llu\n",
+           "subscriptions %llu  security %s%s\n",
            cli_get_str(st, "version", version, sizeof version),
            cli_fmt_duration_ms(cli_get_u64(st, "uptime_s") * 1000, up, sizeof up),
            (unsigned long long)cli_get_u64(st, "relayed"),
            (unsigned long long)cli_get_u64(st, "dropped"),
-           (unsigned long long)cli_get_u64(st, "subscriptions"));
+           (unsigned long long)cli_get_u64(st, "subscriptions"),
+           cli_get_str(sec, "mode", mode, sizeof mode)[0] ? mode : "?",
+           cli_get_bool(st, "insecure", false) ? " (INSECURE: no CURVE)" : "");
 }
 
 /*  {"error": msg, "endpoint": ep} for a daemon that did not answer. */
@@ -180,8 +217,8 @@ int cli_status(cli_t *cli, int argc, char **argv)
         return rc;
     if ((rc = cli_resolve(cli)) != CLI_OK)
         return rc;
-    cli_conn_t *mgr = cli_conn_new(cli->control);
-    cli_conn_t *pub = cli_conn_new(cli->pubctl);
+    cli_conn_t *mgr = cli_conn_new(cli, cli->control, cli->manager_key);
+    cli_conn_t *pub = cli_conn_new(cli, cli->pubctl, cli->publisher_key);
     if (!mgr || !pub) {
         cli_conn_destroy(&mgr);
         cli_conn_destroy(&pub);

@@ -10,7 +10,9 @@
 
     A SUB socket cannot tell a dead manager from a quiet one, so a socket
     monitor reports the connection: no connection within the timeout is
-    exit 3, and a manager that goes away mid-watch is said on stderr.
+    exit 3, and a manager that goes away mid-watch is said on stderr. A tap
+    on TCP is CURVE (cli_secure); a refused key is exit 1, with the name
+    to accept.
 
     --record FILE writes each event shown as one JSON line that `nerve
     replay` reads back (the same line `--json` prints for an event).
@@ -65,6 +67,7 @@ typedef struct watch {
     uint8_t ids[SHOWN_IDS][NERVE_ID_SIZE];
     size_t nids, next_id;
     bool connected;
+    bool refused; /* the CURVE handshake was refused: nothing will come */
     int rc;
 } watch_t;
 
@@ -272,8 +275,11 @@ static void s_on_monitor(watch_t *self)
     zmq_msg_init(&m);
     int size = zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT);
     uint16_t event = 0;
+    uint32_t value = 0;
     if (size >= 2)
         memcpy(&event, zmq_msg_data(&m), sizeof event);
+    if (size >= 6)
+        memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, sizeof value);
     bool more = size >= 0 && zmq_msg_more(&m);
     zmq_msg_close(&m);
     while (more) { /* the second frame names the endpoint */
@@ -281,7 +287,10 @@ static void s_on_monitor(watch_t *self)
         more = zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&m);
         zmq_msg_close(&m);
     }
-    if (event == ZMQ_EVENT_CONNECTED) {
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        cli_print_refused(self->cli, "manager", self->cli->tap, event, value);
+        self->refused = true;
+    } else if (event == ZMQ_EVENT_CONNECTED) {
         if (self->connected)
             fprintf(stderr, "nerve watch: reconnected to %s\n", self->cli->tap);
         self->connected = true;
@@ -307,8 +316,11 @@ static int s_open(watch_t *self)
     zmq_setsockopt(self->monitor, ZMQ_LINGER, &zero, sizeof zero);
     char addr[64];
     snprintf(addr, sizeof addr, "inproc://nerve-watch-monitor-%p", (void *)self);
-    if (zmq_socket_monitor(self->sub, addr, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
-        zmq_connect(self->monitor, addr) != 0) {
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+    if (cli_secure(self->cli, self->sub, self->cli->tap, self->cli->manager_key) != CLI_OK)
+        return CLI_FAIL;
+    if (zmq_socket_monitor(self->sub, addr, events) != 0 || zmq_connect(self->monitor, addr) != 0) {
         fprintf(stderr, "nerve watch: cannot monitor the socket: %s\n", zmq_strerror(errno));
         return CLI_FAIL;
     }
@@ -360,6 +372,8 @@ static int s_run(watch_t *self, uint64_t duration_ms)
         }
         if (items[1].revents & ZMQ_POLLIN)
             s_on_monitor(self);
+        if (self->refused)
+            return CLI_FAIL;
         if (items[0].revents & ZMQ_POLLIN) {
             for (int burst = 0; burst < 256 && !s_stop; burst++) {
                 int more_events = 0;

@@ -23,6 +23,13 @@
     Raw (already packed) data goes through nerve_wire_encode_event(), whose
     scanner checks it is exactly one value the manager will accept.
 
+    On TCP the socket is a CURVE client (beacon.h, Security). libzmq gives
+    up on a connection whose handshake the manager refused, so a beacon
+    watches its socket's handshake failures — only those, so its monitor
+    queue can never fill — and only when a send finds no connection to
+    queue on (EAGAIN): the hot path pays nothing. After a refusal the
+    socket is closed and made again on the first send after a pause.
+
     Every beacon of a process shares one ZeroMQ context (one I/O thread),
     reference-counted under a mutex and re-created in a forked child. The
     counters are relaxed atomics written only by the owning thread, so
@@ -33,6 +40,7 @@
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/paths.h>
+#include <nerve/security.h>
 #include <nerve/wire.h>
 
 #include <errno.h>
@@ -49,11 +57,25 @@
 #define S_BUF_INITIAL 1024
 #define S_PREFIX_MAX  (1 + 2 + 2 + 3 + 2 + NERVE_ID_SIZE + 3 + 9 + 5 + 3 + NERVE_HOST_MAX + 5)
 #define S_DROP_LOG_MS 60000
+#define S_RETRY_MS      1000
+#define S_RETRY_MAX_MS  30000
+#define S_KEY_SETTLE_MS 1200 /* a new key reaches the ZAP handlers' next look (1 s) */
+#define S_LINK_EVENTS   (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 struct nerve_beacon {
-    void *sock;
+    void *sock; /* NULL while waiting to make it again (CURVE refused) */
     void *ctx;
     bool shared_ctx;
+    int hwm, linger;
+    bool curve;                                   /* a CURVE client: TCP and not insecure */
+    nerve_security_t sec;                         /* keys directory and own key name */
+    char *server_key;                             /* what to pin */
+    char pending[NERVE_KEY_PENDING_NAME_LEN + 1]; /* our key's name in a server's pending/ */
+    void *monitor;                                /* PAIR: the socket's handshake failures */
+    unsigned monitor_seq;
+    uint64_t retry_ms; /* sock NULL: when to make it again */
+    uint64_t backoff_ms;
+    nerve_ratelimit_t link_rl;
     char *endpoint; /* for messages */
     char host[NERVE_HOST_MAX + 1];
     uint8_t prefix[S_PREFIX_MAX]; /* {v, id, ts, host, "data": — everything before data */
@@ -596,11 +618,20 @@ static int s_dropped(nerve_beacon_t *self, int zerr)
     return zerr == EAGAIN ? NERVE_EFULL : zerr == ENOMEM ? NERVE_ENOMEM : NERVE_EIO;
 }
 
+static int s_reopen(nerve_beacon_t *self);
+static void s_check_refused(nerve_beacon_t *self);
+
 static int s_send_frames(nerve_beacon_t *self, const char *tag, size_t tag_len, const void *payload,
                          size_t len)
 {
-    if (zmq_send(self->sock, tag, tag_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        return s_dropped(self, errno);
+    if (!self->sock && s_reopen(self) != 0)
+        return s_dropped(self, EAGAIN);
+    if (zmq_send(self->sock, tag, tag_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        int e = errno;
+        if (e == EAGAIN && self->curve)
+            s_check_refused(self);
+        return s_dropped(self, e);
+    }
     /* Once the first frame is in, libzmq takes the rest of the message
        (the high-water mark is checked per message); this fails only when
        the connection is torn down in between, and libzmq then drops the
@@ -611,19 +642,225 @@ static int s_send_frames(nerve_beacon_t *self, const char *tag, size_t tag_len, 
     return 0;
 }
 
+/*  Everything but IPC and inproc crosses a network: CURVE there. */
+static bool s_networked(const char *endpoint)
+{
+    return strncmp(endpoint, "ipc://", 6) != 0 && strncmp(endpoint, "inproc://", 9) != 0;
+}
+
+/*  The transports libzmq connects to over a network, and for tcp the
+    "host:port" shape (port a number or '*'), checked before any key is
+    made or looked for: a beacon may be made before its server's key
+    file exists, and its endpoint must still be refused when malformed. */
+static bool s_endpoint_ok(const char *endpoint)
+{
+    static const char *const schemes[] = {"tcp://",  "ipc://",  "inproc://", "pgm://", "epgm://",
+                                          "tipc://", "vmci://", "ws://",     "wss://", "udp://"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !known; i++)
+        known = strncmp(endpoint, schemes[i], strlen(schemes[i])) == 0;
+    if (!known)
+        return false;
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return endpoint[strcspn(endpoint, ":") + 3] != '\0';
+    const char *colon = strrchr(endpoint + 6, ':');
+    if (!colon || colon == endpoint + 6 || !colon[1])
+        return false;
+    if (strcmp(colon + 1, "*") == 0)
+        return true;
+    size_t digits = strspn(colon + 1, "0123456789");
+    return digits > 0 && digits <= 5 && colon[1 + digits] == '\0';
+}
+
+/*  Settles CURVE: the keys directory, our keypair (made on first use),
+    the key to pin. Returns 0 or a negative nerve_err (logged). */
+static int s_security(nerve_beacon_t *self, const nerve_beacon_options_t *o)
+{
+    self->curve = !o->insecure && s_networked(self->endpoint);
+    if (!s_networked(self->endpoint))
+        return 0;
+    if (o->insecure) {
+        NERVE_WARN("beacon",
+                   "%s: insecure: CURVE is off; events go unencrypted to whoever listens there",
+                   self->endpoint);
+        return 0;
+    }
+    const char *name = o->client_key ? o->client_key : "beacon";
+    int rc = nerve_security_init(&self->sec, name);
+    if (rc == NERVE_EINVAL) {
+        NERVE_ERROR("beacon", "client_key '%.80s': not a key name (1-%d of A-Z a-z 0-9 . _ -)",
+                    name, NERVE_KEY_NAME_MAX);
+        return rc;
+    }
+    if (o->keys) {
+        if (!o->keys[0] || strlen(o->keys) > NERVE_KEYS_DIR_MAX) {
+            NERVE_ERROR("beacon", "keys: '%.80s' is not a usable directory name", o->keys);
+            return NERVE_EINVAL;
+        }
+        snprintf(self->sec.keys, sizeof self->sec.keys, "%s", o->keys);
+    } else if (rc != 0) {
+        NERVE_ERROR("beacon", "$NERVE_HOME/keys: path too long");
+        return rc;
+    }
+    if (!(self->server_key = strdup(o->server_key ? o->server_key : "manager")))
+        return NERVE_ENOMEM;
+    char err[1024], z85[NERVE_Z85_KEY_LEN + 1];
+    bool made = false;
+    if ((rc = nerve_keys_ensure(self->sec.keys, self->sec.name, &made, err, sizeof err)) != 0 ||
+        (rc = nerve_keys_resolve(self->sec.keys, self->sec.name, z85, err, sizeof err)) != 0) {
+        NERVE_ERROR("beacon", "%s: %s", self->endpoint, err);
+        return rc;
+    }
+    nerve_keys_pending_name(z85, self->pending);
+    char pinned[NERVE_Z85_KEY_LEN + 1];
+    rc = nerve_keys_resolve(self->sec.keys, self->server_key, pinned, err, sizeof err);
+    if (rc != 0 && rc != NERVE_ENOENT) { /* a key file may come later; a bad key never works */
+        NERVE_ERROR("beacon", "%s: %s", self->endpoint, err);
+        return rc;
+    }
+    /*  A keypair made a moment ago, in a keys directory the manager on
+        this host shares, is seen by its ZAP handler within a second:
+        connecting before that would only get it refused. */
+    if (made)
+        self->retry_ms = nerve_clock_mono_ms() + S_KEY_SETTLE_MS;
+    NERVE_INFO("beacon",
+               "%s: CURVE with key %s/%s.pub (%s); a manager that does not know it records it "
+               "as pending/%s.pub",
+               self->endpoint, self->sec.keys, self->sec.name, made ? "made now" : "existing",
+               self->pending);
+    return 0;
+}
+
+static void s_close(nerve_beacon_t *self)
+{
+    if (self->sock)
+        zmq_close(self->sock); /* ends its monitor too */
+    if (self->monitor)
+        zmq_close(self->monitor);
+    self->sock = self->monitor = NULL;
+}
+
+/*  Makes and connects the socket: options, CURVE pinned to the server's
+    key, the monitor of handshake failures. Returns 0, NERVE_ENOENT (the
+    server's key file is not there yet) or another negative nerve_err,
+    logged. */
+static int s_open(nerve_beacon_t *self)
+{
+    if (!(self->sock = zmq_socket(self->ctx, ZMQ_PUSH))) {
+        NERVE_ERROR("beacon", "%s: cannot create a ZeroMQ socket: %s", self->endpoint,
+                    zmq_strerror(errno));
+        return NERVE_EIO;
+    }
+    int off = 0, on = 1;
+    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &self->hwm, sizeof self->hwm);
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &self->linger, sizeof self->linger);
+    zmq_setsockopt(self->sock, ZMQ_IMMEDIATE, &off, sizeof off);
+    zmq_setsockopt(self->sock, ZMQ_IPV6, &on, sizeof on);
+    zmq_setsockopt(self->sock, ZMQ_TCP_KEEPALIVE, &on, sizeof on);
+    if (self->curve) {
+        char err[1024], ep[96];
+        int rc = nerve_sec_client(self->sock, &self->sec, self->server_key, err, sizeof err);
+        if (rc != 0) {
+            NERVE_LOG_RL(&self->link_rl, rc == NERVE_ENOENT ? NERVE_LOG_WARN : NERVE_LOG_ERROR,
+                         "beacon", "%s: %s%s", self->endpoint, err,
+                         rc == NERVE_ENOENT ? " (looking again later; events are dropped "
+                                              "meanwhile)"
+                                            : "");
+            s_close(self);
+            return rc;
+        }
+        snprintf(ep, sizeof ep, "inproc://nerve-beacon-monitor-%p-%u", (void *)self,
+                 self->monitor_seq++);
+        self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
+        int zero = 0;
+        if (!self->monitor || zmq_socket_monitor(self->sock, ep, S_LINK_EVENTS) != 0 ||
+            zmq_setsockopt(self->monitor, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+            zmq_connect(self->monitor, ep) != 0) {
+            NERVE_ERROR("beacon", "%s: cannot monitor the socket: %s", self->endpoint,
+                        zmq_strerror(errno));
+            s_close(self);
+            return NERVE_EIO;
+        }
+    }
+    if (zmq_connect(self->sock, self->endpoint) != 0) {
+        NERVE_ERROR("beacon", "cannot connect to '%s': %s", self->endpoint, zmq_strerror(errno));
+        s_close(self);
+        return NERVE_EINVAL;
+    }
+    return 0;
+}
+
+static void s_retry_later(nerve_beacon_t *self)
+{
+    s_close(self);
+    self->retry_ms = nerve_clock_mono_ms() + self->backoff_ms;
+    self->backoff_ms =
+        self->backoff_ms * 2 > S_RETRY_MAX_MS ? S_RETRY_MAX_MS : self->backoff_ms * 2;
+}
+
+/*  No socket: make it again once the pause is over. 0 when there is one. */
+static int s_reopen(nerve_beacon_t *self)
+{
+    if (nerve_clock_mono_ms() < self->retry_ms)
+        return -1;
+    if (s_open(self) != 0) {
+        s_retry_later(self);
+        return -1;
+    }
+    return 0;
+}
+
+/*  A send found no connection: was the handshake refused? Then libzmq
+    will not try again, so the socket is dropped and made again later. */
+static void s_check_refused(nerve_beacon_t *self)
+{
+    while (self->monitor) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        bool more = zmq_msg_more(&m);
+        if (zmq_msg_size(&m) >= 6) {
+            memcpy(&event, zmq_msg_data(&m), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, 4);
+        }
+        zmq_msg_close(&m);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT) < 0)
+                more = false;
+            else
+                more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            NERVE_LOG_RL(&self->link_rl, NERVE_LOG_WARN, "beacon",
+                         "%s refused this beacon's key %s/%s.pub (status %u): on the manager run "
+                         "`nerve keys accept %s`; trying again in %llus",
+                         self->endpoint, self->sec.keys, self->sec.name, (unsigned)value,
+                         self->pending, (unsigned long long)(self->backoff_ms + 999) / 1000);
+        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            NERVE_LOG_RL(&self->link_rl, NERVE_LOG_WARN, "beacon",
+                         "%s: CURVE handshake failed (is it the manager whose key is pinned, "
+                         "and does it run CURVE?); trying again in %llus",
+                         self->endpoint, (unsigned long long)(self->backoff_ms + 999) / 1000);
+        else
+            continue;
+        s_retry_later(self);
+        return;
+    }
+}
+
 nerve_beacon_t *nerve_beacon_new(const char *endpoint, const nerve_beacon_options_t *options)
 {
     static const nerve_beacon_options_t defaults;
     const nerve_beacon_options_t *o = options ? options : &defaults;
     if (!endpoint)
         endpoint = NERVE_BEACON_ENDPOINT_DEFAULT;
-    if (o->server_key || o->client_key) {
-        NERVE_ERROR("beacon",
-                    "%s: CURVE keys given (server_key/client_key), but CURVE is not implemented "
-                    "in this build yet; refusing to send events in the clear",
-                    endpoint);
-        return NULL;
-    }
     const char *host = o->host ? o->host : nerve_hostname();
     size_t host_len = strnlen(host, NERVE_HOST_MAX + 1);
     if (host_len == 0 || host_len > NERVE_HOST_MAX || !s_utf8_valid(host, host_len)) {
@@ -663,20 +900,32 @@ nerve_beacon_t *nerve_beacon_new(const char *endpoint, const nerve_beacon_option
 
     self->shared_ctx = !o->zmq_context;
     self->ctx = o->zmq_context ? o->zmq_context : s_ctx_acquire();
-    if (!self->ctx || !(self->sock = zmq_socket(self->ctx, ZMQ_PUSH))) {
-        NERVE_ERROR("beacon", "%s: cannot create a ZeroMQ socket: %s", endpoint,
+    self->hwm = hwm;
+    self->linger = linger;
+    self->backoff_ms = S_RETRY_MS;
+    self->link_rl = (nerve_ratelimit_t)NERVE_RATELIMIT_INIT(1000);
+    if (!self->ctx) {
+        NERVE_ERROR("beacon", "%s: cannot create a ZeroMQ context: %s", endpoint,
                     zmq_strerror(errno));
         nerve_beacon_destroy(&self);
         return NULL;
     }
-    int off = 0, on = 1;
-    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(self->sock, ZMQ_IMMEDIATE, &off, sizeof off);
-    zmq_setsockopt(self->sock, ZMQ_IPV6, &on, sizeof on);
-    zmq_setsockopt(self->sock, ZMQ_TCP_KEEPALIVE, &on, sizeof on);
-    if (zmq_connect(self->sock, endpoint) != 0) {
-        NERVE_ERROR("beacon", "cannot connect to '%s': %s", endpoint, zmq_strerror(errno));
+    if (!s_endpoint_ok(endpoint)) {
+        NERVE_ERROR("beacon",
+                    "cannot connect to '%s': not an endpoint (tcp://host:port, "
+                    "ipc://path)",
+                    endpoint);
+        nerve_beacon_destroy(&self);
+        return NULL;
+    }
+    int rc = s_security(self, o);
+    if (rc == 0 && self->retry_ms) /* a new key: let it settle (s_security) */
+        return self;
+    if (rc == 0)
+        rc = s_open(self);
+    if (rc == NERVE_ENOENT) /* the server's key is not there yet: look again later */
+        s_retry_later(self);
+    else if (rc != 0) {
         nerve_beacon_destroy(&self);
         return NULL;
     }
@@ -689,8 +938,8 @@ void nerve_beacon_destroy(nerve_beacon_t **self_p)
         return;
     nerve_beacon_t *self = *self_p;
     *self_p = NULL;
-    if (self->sock)
-        zmq_close(self->sock);
+    s_close(self);
+    free(self->server_key);
     if (self->ctx && self->shared_ctx)
         s_ctx_release(self->ctx);
     msgpack_sbuffer_destroy(&self->raw);
@@ -847,15 +1096,19 @@ nerve_beacon_t *nerve_beacon_new_from_config(const char *path)
     nerve_beacon_options_t o;
     memset(&o, 0, sizeof o);
     const char *manager = NULL;
-    bool insecure = false;
+    nerve_security_t sec;
+    nerve_security_init(&sec, "beacon");
     int rc = nerve_conf_load(path, &root, &err);
     if (rc == 0 && root && root->type != NERVE_CONF_MAP)
         rc = nerve_conf_fail(root, &err, "expected a map of beacon settings");
-    static const char *const keys[] = {"manager", "host", "hwm", "linger", "security", NULL};
+    static const char *const keys[] = {"manager",  "host",        "hwm", "linger",
+                                       "security", "manager_key", "key", NULL};
     if (rc == 0 && root)
         rc = nerve_conf_check_keys(root, keys, &err);
     rc = rc ? rc : s_conf_str(root, "manager", &manager, &err);
     rc = rc ? rc : s_conf_str(root, "host", &o.host, &err);
+    rc = rc ? rc : s_conf_str(root, "manager_key", &o.server_key, &err);
+    rc = rc ? rc : s_conf_str(root, "key", &o.client_key, &err);
     const nerve_conf_t *n;
     if (rc == 0 && (n = nerve_conf_get(root, "hwm"))) {
         int64_t v;
@@ -867,27 +1120,17 @@ nerve_beacon_t *nerve_beacon_new_from_config(const char *path)
         if ((rc = nerve_conf_as_duration_ms(n, &ms, &err)) == 0)
             o.linger_ms = ms == 0 ? -1 : ms > INT_MAX ? INT_MAX : (int)ms;
     }
-    const nerve_conf_t *sec = rc == 0 ? nerve_conf_get(root, "security") : NULL;
-    if (sec) {
-        static const char *const skeys[] = {"curve",      "keys",       "insecure",
-                                            "server_key", "client_key", NULL};
-        rc = nerve_conf_check_keys(sec, skeys, &err);
-        rc = rc ? rc : s_conf_str(sec, "server_key", &o.server_key, &err);
-        rc = rc ? rc : s_conf_str(sec, "client_key", &o.client_key, &err);
-        if (rc == 0 && (n = nerve_conf_get(sec, "insecure")))
-            rc = nerve_conf_as_bool(n, &insecure, &err);
+    if (rc == 0 && (n = nerve_conf_get(root, "security"))) {
+        rc = nerve_security_parse(&sec, n, &err);
+        o.insecure = sec.insecure;
+        if (nerve_conf_get(n, "keys"))
+            o.keys = sec.keys;
     }
     nerve_beacon_t *self = NULL;
     if (rc != 0)
         NERVE_ERROR("beacon", "%s", err.message[0] ? err.message : nerve_strerror(rc));
-    else {
+    else
         self = nerve_beacon_new(manager, &o);
-        if (self && !insecure)
-            NERVE_WARN("beacon",
-                       "%s: security: CURVE is not implemented in this build yet; events to %s "
-                       "are unencrypted (write `security: {insecure: true}` to say so)",
-                       path, self->endpoint);
-    }
     nerve_conf_destroy(&root);
     return self;
 }

@@ -42,6 +42,9 @@ int manager_config_defaults(manager_config_t *cfg)
     rc = rc ? rc : s_home_default(&cfg->tap, "ipc://", "run/tap.sock");
     rc = rc ? rc : s_home_default(&cfg->rules, "", "rules");
     rc = rc ? rc : s_home_default(&cfg->data, "", "data");
+    rc = rc ? rc : manager_config_set(&cfg->publisher_key, "publisher");
+    if (rc == 0)
+        rc = nerve_security_init(&cfg->security, "manager");
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, MANAGER_MAX_MODULE_DIRS);
     cfg->rules_default = true;
     cfg->commit_interval_ms = 50;
@@ -90,16 +93,7 @@ static int s_modules(const nerve_conf_t *root, manager_config_t *cfg, nerve_conf
 
 static int s_security(const nerve_conf_t *root, manager_config_t *cfg, nerve_conf_error_t *err)
 {
-    const nerve_conf_t *sec = nerve_conf_get(root, "security");
-    if (!sec)
-        return 0;
-    static const char *const keys[] = {"curve", "keys", "insecure", "auto_accept", NULL};
-    if (nerve_conf_check_keys(sec, keys, err) != 0)
-        return NERVE_EINVAL;
-    const nerve_conf_t *n = nerve_conf_get(sec, "insecure");
-    if (n && nerve_conf_as_bool(n, &cfg->insecure, err) != 0)
-        return NERVE_EINVAL;
-    return 0;
+    return nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
 }
 
 int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_error_t *err)
@@ -118,10 +112,10 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     if (!root) {
         return 0;
     }
-    static const char *const keys[] = {"id", "events", "publisher", "control", "tap",
-                                       "rules", "modules", "data", "commit_interval",
-                                       "metrics", "heartbeat", "worker_queue", "map_size_mb",
-                                       "log_level", "security", NULL};
+    static const char *const keys[] = {
+        "id",          "events",    "publisher",       "control",       "tap",       "rules",
+        "modules",     "data",      "commit_interval", "metrics",       "heartbeat", "worker_queue",
+        "map_size_mb", "log_level", "security",        "publisher_key", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : s_str(root, "id", &cfg->id, err);
     rc = rc ? rc : s_str(root, "events", &cfg->events, err);
@@ -133,6 +127,7 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     rc = rc ? rc : s_str(root, "rules", &cfg->rules, err);
     rc = rc ? rc : s_str(root, "data", &cfg->data, err);
     rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);
+    rc = rc ? rc : s_str(root, "publisher_key", &cfg->publisher_key, err);
     rc = rc ? rc : s_modules(root, cfg, err);
     rc = rc ? rc : s_security(root, cfg, err);
     const nerve_conf_t *n;
@@ -166,8 +161,9 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
 
 void manager_config_free(manager_config_t *cfg)
 {
-    char **strs[] = {&cfg->id, &cfg->events, &cfg->publisher, &cfg->control, &cfg->tap,
-                     &cfg->rules, &cfg->data, &cfg->metrics, &cfg->config_path};
+    char **strs[] = {&cfg->id,          &cfg->events,       &cfg->publisher, &cfg->control,
+                     &cfg->tap,         &cfg->rules,        &cfg->data,      &cfg->metrics,
+                     &cfg->config_path, &cfg->publisher_key};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

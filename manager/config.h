@@ -2,12 +2,20 @@
     one machine under $NERVE_HOME, and command-line overrides.
 
     Keys: id, events, publisher, control, tap, rules, modules, data,
-    commit_interval, metrics, worker_queue, map_size_mb, log_level, security.
+    commit_interval, metrics, worker_queue, map_size_mb, log_level, security,
+    publisher_key.
+
+    `security:` is read by nerve_security_parse (<nerve/security.h>): CURVE
+    on by default with the keys in $NERVE_HOME/keys and this daemon's own
+    keypair named "manager". `publisher_key:` says which key to pin when
+    the `publisher` link is TCP (a key name in the keys directory, a zcert
+    path, or 40 Z85 characters; default "publisher").
 */
 #ifndef NERVE_MANAGER_CONFIG_H
 #define NERVE_MANAGER_CONFIG_H
 
 #include <nerve/conf.h>
+#include <nerve/security.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,7 +36,8 @@ typedef struct manager_config {
     uint64_t heartbeat_s;     /* expected actor heartbeat, for presence */
     size_t worker_queue;      /* local reactions waiting, at most */
     size_t map_size_mb;
-    bool insecure;
+    nerve_security_t security; /* `security:`; own key name "manager" */
+    char *publisher_key;       /* pinned on a TCP `publisher` link */
     bool rules_default;       /* `rules` was not configured: create it if missing */
     char *config_path;        /* the file read, or NULL for defaults */
 } manager_config_t;

@@ -55,6 +55,41 @@ static void s_kv_bool(msgpack_packer *pk, const char *k, bool v)
 
 /* ------------------------------------------------------------------ status */
 
+/*  "security": how this manager is secured, which sockets are CURVE, and
+    what its ZAP handler decided: enough for an operator to see a refused
+    host without reading the log. */
+static void s_security(server_t *srv, msgpack_packer *pk)
+{
+    const nerve_security_t *sec = &srv->cfg->security;
+    nerve_zap_stats_t zs;
+    nerve_zap_stats(srv->zap, &zs);
+    s_str(pk, "security");
+    msgpack_pack_map(pk, 5);
+    s_kv_str(pk, "mode", nerve_security_mode(sec));
+    s_kv_str(pk, "keys", sec->keys);
+    s_kv_str(pk, "public_key", srv->public_key[0] ? srv->public_key : NULL);
+    s_str(pk, "curve");
+    const char *names[] = {"events", "control", "tap", "publisher"};
+    bool on[] = {srv->events_curve, srv->control_curve, srv->tap_curve, srv->publisher_curve};
+    size_t n = 0;
+    for (size_t i = 0; i < 4; i++)
+        n += on[i];
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < 4; i++)
+        if (on[i])
+            s_str(pk, names[i]);
+    s_str(pk, "zap");
+    msgpack_pack_map(pk, 8);
+    s_kv_u64(pk, "admitted", zs.admitted);
+    s_kv_u64(pk, "refused_unknown", zs.refused_unknown);
+    s_kv_u64(pk, "refused_rejected", zs.refused_rejected);
+    s_kv_u64(pk, "refused_other", zs.refused_other);
+    s_kv_u64(pk, "recorded_pending", zs.recorded_pending);
+    s_kv_u64(pk, "auto_accepted", zs.auto_accepted);
+    s_kv_u64(pk, "keys", zs.keys);
+    s_kv_u64(pk, "unauthorized", srv->counters.rejected_unauthorized);
+}
+
 static int s_status(request_t *req)
 {
     server_t *srv = req->srv;
@@ -70,12 +105,13 @@ static int s_status(request_t *req)
 
     delivery_stats_t ds;
     delivery_stats(srv->delivery, &ds);
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     s_kv_str(pk, "daemon", "nerve-manager");
     s_kv_str(pk, "id", srv->cfg->id);
     s_kv_str(pk, "version", NERVE_VERSION);
     s_kv_u64(pk, "uptime_s", (now - srv->start_ns) / 1000000000ull);
-    s_kv_bool(pk, "insecure", true);
+    s_kv_bool(pk, "insecure", srv->cfg->security.insecure);
+    s_security(srv, pk);
 
     s_str(pk, "events");
     msgpack_pack_map(pk, 6);
@@ -85,13 +121,15 @@ static int s_status(request_t *req)
     s_kv_u64(pk, "matched", es.matched);
     s_kv_u64(pk, "rejected", c->rejected);
     s_str(pk, "rejected_by");
-    size_t nreasons = 0;
+    size_t nreasons = c->rejected_unauthorized != 0;
     for (int r = 1; r < NERVE_WIRE_REASON_COUNT; r++)
         nreasons += c->rejected_by[r] != 0;
     msgpack_pack_map(pk, nreasons);
     for (int r = 1; r < NERVE_WIRE_REASON_COUNT; r++)
         if (c->rejected_by[r])
             s_kv_u64(pk, nerve_wire_reason_name((nerve_wire_reason_t)r), c->rejected_by[r]);
+    if (c->rejected_unauthorized)
+        s_kv_u64(pk, SERVER_REASON_UNAUTHORIZED, c->rejected_unauthorized);
 
     s_str(pk, "rules");
     msgpack_pack_map(pk, 8);
@@ -479,7 +517,10 @@ void control_handle(server_t *srv)
                     args.type = MSGPACK_OBJECT_NIL;
             }
             req.args = &args;
-            if (args.type != MSGPACK_OBJECT_MAP)
+            if (!server_peer_allowed(srv, &parts[nenv], srv->control_curve))
+                snprintf(req.error, sizeof req.error,
+                         "unauthorized: this key is no longer admitted");
+            else if (args.type != MSGPACK_OBJECT_MAP)
                 snprintf(req.error, sizeof req.error, "arguments must be a msgpack map");
             else
                 rc = s_dispatch(&req, zmq_msg_data(&parts[nenv]), zmq_msg_size(&parts[nenv]));

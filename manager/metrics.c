@@ -39,6 +39,9 @@ static void s_events(server_t *self, nerve_mtext_t *t)
                             "Events dropped as malformed, by reason.",
                             NERVE_LABELS("reason", nerve_wire_reason_name((nerve_wire_reason_t)r)),
                             c->rejected_by[r]);
+    nerve_mtext_counter(t, "nerve_events_rejected_total", "Events dropped as malformed, by reason.",
+                        NERVE_LABELS("reason", SERVER_REASON_UNAUTHORIZED),
+                        c->rejected_unauthorized);
     nerve_mtext_histogram(t, "nerve_engine_latency_seconds",
                           "Time from reading an event to the end of its decision.", NULL,
                           &self->latency);

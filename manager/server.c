@@ -7,9 +7,14 @@
                      costs nothing while nobody watches
       s_on_control   one CLI request (control.c)
       s_on_inotify   a rules or module file changed: reload soon
-      s_on_tick      group-commit registers; due reloads
+      s_on_tick      group-commit registers; due reloads; re-bind the tap
+                     when a key was revoked
     Everything they share is in server_t; nothing blocks: sends are
     non-blocking and a full queue is counted.
+
+    Security is set up in s_secure() before any socket binds: the keypair
+    (made on first start), the ZAP handler, then each CURVE socket's
+    options (see server.h).
 */
 #include "server.h"
 #include "control.h"
@@ -40,6 +45,7 @@ static volatile sig_atomic_t s_stop;
 static volatile sig_atomic_t s_hup;
 static nerve_ratelimit_t s_rl_reject = NERVE_RATELIMIT_INIT(1000);
 static nerve_ratelimit_t s_rl_drop = NERVE_RATELIMIT_INIT(1000);
+static nerve_ratelimit_t s_rl_unauth = NERVE_RATELIMIT_INIT(1000);
 
 /*  The tap's subscriber count, maintained from XPUB (un)subscriptions. */
 static int64_t s_tap_topics;
@@ -83,6 +89,51 @@ static int s_bind(void *sock, const char *endpoint, const char *what)
         return NERVE_EIO;
     }
     return 0;
+}
+
+/*  Everything but IPC and inproc crosses a network: those sockets are
+    CURVE. IPC sockets rely on their 0700 directory instead. */
+static bool s_networked(const char *endpoint)
+{
+    return strncmp(endpoint, "ipc://", 6) != 0 && strncmp(endpoint, "inproc://", 9) != 0;
+}
+
+/*  Makes `sock` a CURVE server when `curve`. */
+static int s_curve_server(server_t *self, void *sock, bool curve, const char *what)
+{
+    char err[512];
+    if (!curve || nerve_sec_server(sock, &self->cfg->security, err, sizeof err) == 0)
+        return 0;
+    NERVE_ERROR("manager", "%s: %s", what, err);
+    return NERVE_EPERM;
+}
+
+bool server_peer_allowed(server_t *self, zmq_msg_t *msg, bool curve)
+{
+    if (!curve)
+        return true;
+    const char *uid = zmq_msg_gets(msg, "User-Id");
+    uint64_t gen = nerve_zap_generation(self->zap);
+    auth_cache_t *c = &self->auth;
+    if (uid && c->valid && c->generation == gen && strcmp(c->user_id, uid) == 0)
+        return c->allowed;
+    bool allowed = nerve_zap_allowed(self->zap, uid);
+    if (uid && strlen(uid) == NERVE_Z85_KEY_LEN) {
+        memcpy(c->user_id, uid, NERVE_Z85_KEY_LEN + 1);
+        c->generation = gen;
+        c->allowed = allowed;
+        c->valid = true;
+    }
+    if (!allowed) {
+        char pending[NERVE_KEY_PENDING_NAME_LEN + 1] = "?";
+        if (uid)
+            nerve_keys_pending_name(uid, pending);
+        NERVE_LOG_RL(&s_rl_unauth, NERVE_LOG_WARN, "manager",
+                     "dropped a message from key %s (%s): no longer admitted (revoked or "
+                     "rejected since it connected)",
+                     uid ? uid : "(none)", pending);
+    }
+    return allowed;
 }
 
 static void s_tap_send(server_t *self, const void *f1, size_t n1, const void *f2, size_t n2)
@@ -427,6 +478,12 @@ static void s_on_events(server_t *self)
         if (s_recv_multipart(self->events, parts, 3, &n, ZMQ_DONTWAIT) != 0)
             break;
         self->counters.received++;
+        if (!server_peer_allowed(self, &parts[0], self->events_curve)) {
+            self->counters.rejected++;
+            self->counters.rejected_unauthorized++;
+            s_close_parts(parts, n, 3);
+            continue;
+        }
         uint64_t t0 = nerve_clock_mono_ns();
         nerve_frame_t frames[3];
         for (size_t j = 0; j < n && j < 3; j++) {
@@ -639,8 +696,33 @@ static void s_on_expired(void *arg, const pending_t *p)
     msgpack_sbuffer_destroy(&data);
 }
 
+/*  A PUB cannot check who each message goes to: when a key was revoked,
+    unbinding drops every tap connection and subscribers reconnect through
+    the ZAP handler, which refuses the revoked one. */
+static void s_tap_rebind(server_t *self, uint64_t now_ms)
+{
+    uint64_t gen = nerve_zap_generation(self->zap);
+    if (!self->tap_curve || (gen == self->tap_generation && !self->tap_rebind_due_ms) ||
+        (self->tap_rebind_due_ms && now_ms < self->tap_rebind_due_ms))
+        return;
+    if (!self->tap_rebind_due_ms) /* its subscribers' unsubscriptions keep the count */
+        zmq_unbind(self->tap, self->tap_bound);
+    self->tap_generation = gen;
+    if (zmq_bind(self->tap, self->tap_bound) != 0) {
+        /* the old listener closes in the background: try again shortly */
+        self->tap_rebind_due_ms = now_ms + 100;
+        NERVE_LOG_RL(&s_rl_drop, NERVE_LOG_WARN, "manager", "tap: re-binding %s: %s",
+                     self->tap_bound, zmq_strerror(errno));
+        return;
+    }
+    self->tap_rebind_due_ms = 0;
+    NERVE_INFO("manager", "tap re-bound on %s: a key was revoked, subscribers reconnect",
+               self->tap_bound);
+}
+
 static void s_on_tick(server_t *self, uint64_t now_ms)
 {
+    s_tap_rebind(self, now_ms);
     presence_expire(self->presence, now_ms, s_on_lost, self);
     delivery_tick(self->delivery, now_ms, nerve_clock_wall_ns(), s_resend, s_on_expired, self);
     if (now_ms >= self->next_commit_ms) {
@@ -678,15 +760,60 @@ static int s_open_sockets(server_t *self)
     snprintf(self->inject_endpoint, sizeof self->inject_endpoint, "inproc://nerve-inject-%p",
              (void *)self);
     int rc = s_bind(self->inject, self->inject_endpoint, "inject");
+    rc = rc ? rc : s_curve_server(self, self->events, self->events_curve, "events");
     rc = rc ? rc : s_bind(self->events, cfg->events, "events");
+    rc = rc ? rc : s_curve_server(self, self->tap, self->tap_curve, "tap");
     rc = rc ? rc : s_bind(self->tap, cfg->tap, "tap");
+    rc = rc ? rc : s_curve_server(self, self->control, self->control_curve, "control");
     rc = rc ? rc : s_bind(self->control, cfg->control, "control");
+    size_t len = sizeof self->tap_bound;
+    if (rc == 0 && zmq_getsockopt(self->tap, ZMQ_LAST_ENDPOINT, self->tap_bound, &len) != 0)
+        snprintf(self->tap_bound, sizeof self->tap_bound, "%s", cfg->tap);
+    char err[512];
+    if (rc == 0 && self->publisher_curve &&
+        nerve_sec_client(self->publisher, &cfg->security, cfg->publisher_key, err, sizeof err) !=
+            0) {
+        NERVE_ERROR("manager", "publisher: %s", err);
+        rc = NERVE_EPERM;
+    }
     if (rc == 0 && zmq_connect(self->publisher, cfg->publisher) != 0) {
         NERVE_ERROR("manager", "publisher: cannot connect %s: %s", cfg->publisher,
                     zmq_strerror(errno));
         rc = NERVE_EIO;
     }
     return rc;
+}
+
+/*  Decides which sockets are CURVE, makes this manager's keypair on
+    first start and starts the ZAP handler: all before anything binds. */
+static int s_secure(server_t *self)
+{
+    manager_config_t *cfg = self->cfg;
+    nerve_security_t *sec = &cfg->security;
+    nerve_security_warn("manager", sec);
+    bool curve = !sec->insecure;
+    self->events_curve = curve && s_networked(cfg->events);
+    self->control_curve = curve && s_networked(cfg->control);
+    self->tap_curve = curve && s_networked(cfg->tap);
+    self->publisher_curve = curve && s_networked(cfg->publisher);
+    bool server = self->events_curve || self->control_curve || self->tap_curve;
+    if (!server && !self->publisher_curve)
+        return 0;
+    char err[1024];
+    if (nerve_keys_ensure(sec->keys, sec->name, NULL, err, sizeof err) != 0 ||
+        nerve_keys_resolve(sec->keys, sec->name, self->public_key, err, sizeof err) != 0) {
+        NERVE_ERROR("manager", "security: %s", err);
+        return NERVE_EPERM;
+    }
+    if (server && !(self->zap = nerve_zap_start(self->ctx, sec, err, sizeof err))) {
+        NERVE_ERROR("manager", "security: %s", err);
+        return NERVE_EPERM;
+    }
+    self->tap_generation = nerve_zap_generation(self->zap);
+    NERVE_INFO("manager", "CURVE on%s%s%s%s; public key %s", self->events_curve ? " events" : "",
+               self->control_curve ? " control" : "", self->tap_curve ? " tap" : "",
+               self->publisher_curve ? " publisher-link" : "", self->public_key);
+    return 0;
 }
 
 int server_start(server_t *self, manager_config_t *cfg)
@@ -724,7 +851,7 @@ int server_start(server_t *self, manager_config_t *cfg)
     int rc = server_reload(self, "start");
     if (rc != 0)
         return rc;
-    if ((rc = s_open_sockets(self)) != 0)
+    if ((rc = s_secure(self)) != 0 || (rc = s_open_sockets(self)) != 0)
         return rc;
     self->worker = worker_new(self->ctx, self->inject_endpoint, cfg->id, WORKER_THREADS,
                               cfg->worker_queue);
@@ -739,13 +866,6 @@ int server_start(server_t *self, manager_config_t *cfg)
         }
         NERVE_INFO("manager", "metrics on http://%s/metrics", cfg->metrics);
     }
-    if (cfg->insecure)
-        NERVE_WARN("manager", "security: insecure: true — events are accepted from anyone "
-                              "who can reach %s, unencrypted",
-                   cfg->events);
-    else
-        NERVE_WARN("manager", "security: CURVE is not implemented in this build yet; links "
-                              "are unencrypted and unauthenticated (see docs/security.md)");
     NERVE_INFO("manager", "%s ready: events %s, publisher %s, tap %s, control %s, data %s",
                cfg->id, cfg->events, cfg->publisher, cfg->tap, cfg->control, cfg->data);
     return 0;
@@ -806,6 +926,7 @@ void server_stop(server_t *self)
             zmq_close(*socks[i]);
         *socks[i] = NULL;
     }
+    nerve_zap_stop(&self->zap); /* after its sockets, before the context */
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     self->ctx = NULL;

@@ -9,6 +9,16 @@
     the publisher (PUSH, queued while it is down); and hands the register
     store a flush every commit_interval.
 
+    Security (docs/security.md): every socket on a network transport is
+    CURVE unless `insecure: true`. `events`, and `control` and `tap` when
+    they are TCP, are CURVE servers admitted by the ZAP handler (nerve_zap,
+    started before they bind and stopped after they close); the link to
+    the publisher, when TCP, is a CURVE client pinned to `publisher_key`.
+    A key revoked while its peer is connected is cut off per message:
+    events whose User-Id is no longer admitted are dropped and counted as
+    rejected, reason "unauthorized"; the tap, which cannot check per
+    message, is re-bound when the admitted set shrinks.
+
     The struct is visible to control.c, which answers the CLI's requests;
     nothing else reaches inside.
 */
@@ -18,8 +28,10 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <zmq.h>
 
 #include <nerve/metrics.h>
+#include <nerve/security.h>
 #include <nerve/wire.h>
 
 #include "config.h"
@@ -43,6 +55,7 @@ typedef struct server_counters {
     uint64_t accepted;
     uint64_t rejected;          /* sum of rejected_by[] */
     uint64_t rejected_by[NERVE_WIRE_REASON_COUNT];
+    uint64_t rejected_unauthorized; /* User-Id no longer admitted (also in rejected) */
     uint64_t injected;          /* events from local reactions */
     uint64_t reactions_sent;    /* to the publisher */
     uint64_t reactions_send_dropped; /* publisher queue full */
@@ -60,6 +73,20 @@ typedef struct internal_event {
     char tag[NERVE_TAG_MAX + 1];
     msgpack_sbuffer data;
 } internal_event_t;
+
+/*  The wire reasons' companion: the name status and metrics give events
+    dropped because their sender's key is no longer admitted. */
+#define SERVER_REASON_UNAUTHORIZED "unauthorized"
+
+/*  The last User-Id checked and the verdict, valid while the ZAP
+    handler's generation has not moved: a run of events from one peer
+    costs one 40-byte compare each, not a decode and a lookup. */
+typedef struct auth_cache {
+    char user_id[NERVE_Z85_KEY_LEN + 1];
+    uint64_t generation;
+    bool allowed;
+    bool valid;
+} auth_cache_t;
 
 typedef struct server {
     manager_config_t *cfg;
@@ -80,6 +107,13 @@ typedef struct server {
     nerve_metrics_t *metrics;     /* NULL when `metrics:` is off */
     nerve_mtext_t *mtext;
     nerve_histo_t latency;        /* read → decision, per event */
+    nerve_zap_t *zap;             /* NULL when no socket is a CURVE server */
+    bool events_curve, control_curve, tap_curve, publisher_curve;
+    char public_key[NERVE_Z85_KEY_LEN + 1]; /* ours, when CURVE is used */
+    char tap_bound[512];                    /* the tap's bound endpoint, for re-binding */
+    uint64_t tap_generation;                /* zap generation the tap was bound at */
+    uint64_t tap_rebind_due_ms;             /* a failed re-bind is tried again then */
+    auth_cache_t auth;
     int inotify_fd;
     uint64_t reload_due_ms;     /* a file changed: reload at this time */
     uint64_t next_commit_ms;
@@ -98,6 +132,11 @@ int server_run(server_t *self);
 /*  Closes everything; registers are flushed and synced (a SIGTERM loses
     nothing). */
 void server_stop(server_t *self);
+
+/*  For a message received on a CURVE server socket (events, control):
+    true if its sender's key (User-Id) is still admitted. Always true for
+    sockets that are not CURVE (`curve` false). Cached per peer. */
+bool server_peer_allowed(server_t *self, zmq_msg_t *msg, bool curve);
 
 /*  Async-signal-safe: ask the loop to stop, or to reload. */
 void server_request_stop(void);

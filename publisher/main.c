@@ -1,7 +1,10 @@
 /*  nerve-publisher — relays reactions from the manager to every actor.
 
     Parses flags and the config file (keys: input, output, control, hwm,
-    log_level, security) and runs the relay (relay.c) until SIGTERM/SIGINT.
+    metrics, log_level, security) and runs the relay (relay.c) until
+    SIGTERM/SIGINT. `security:` is nerve_security_parse's map; the
+    publisher's own keypair is <keys>/publisher.secret, made on first
+    start.
 */
 #include "relay.h"
 
@@ -56,6 +59,8 @@ static int s_defaults(relay_config_t *cfg)
     char path[PATH_MAX], ep[PATH_MAX + 8];
     memset(cfg, 0, sizeof *cfg);
     cfg->hwm = 200000;
+    if (nerve_security_init(&cfg->security, "publisher") != 0)
+        return -1;
     if (nerve_home_path("run/publisher.sock", path, sizeof path) != 0)
         return -1;
     snprintf(ep, sizeof ep, "ipc://%s", path);
@@ -103,9 +108,8 @@ static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err
         else if (rc == 0)
             nerve_log_set_level(level);
     }
-    const nerve_conf_t *sec = nerve_conf_get(root, "security");
-    if (rc == 0 && sec && (n = nerve_conf_get(sec, "insecure")))
-        rc = nerve_conf_as_bool(n, &cfg->insecure, err);
+    if (rc == 0)
+        rc = nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
     nerve_conf_destroy(&root);
     return rc;
 }
@@ -194,9 +198,6 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (!cfg.insecure)
-        NERVE_WARN("publisher", "security: CURVE is not implemented in this build yet; the "
-                                "output is unencrypted and unauthenticated");
     relay_t *relay = relay_new(&cfg);
     if (relay)
         nerve_daemon_ready("relaying");

@@ -2,7 +2,8 @@
 
     Three handlers: s_on_input forwards a batch of reactions, s_on_output
     tracks subscriptions (XPUB tells us when actors subscribe), s_on_control
-    answers `status`. Frames are moved with zmq_msg_send, never copied.
+    answers `status`; after each poll s_rebind cuts revoked subscribers off
+    (see relay.h). Frames are moved with zmq_msg_send, never copied.
 */
 #include "relay.h"
 
@@ -23,9 +24,17 @@
 
 static volatile sig_atomic_t s_stop;
 static nerve_ratelimit_t s_rl = NERVE_RATELIMIT_INIT(1000);
+static nerve_ratelimit_t s_rl_unauth = NERVE_RATELIMIT_INIT(1000);
 
 struct relay {
     void *ctx, *input, *output, *control;
+    nerve_security_t security;
+    nerve_zap_t *zap; /* NULL when no socket is a CURVE server */
+    bool input_curve, output_curve;
+    char public_key[NERVE_Z85_KEY_LEN + 1];
+    char output_bound[512]; /* the bound endpoint (a wildcard port resolved) */
+    uint64_t generation;    /* the zap generation output was bound at */
+    uint64_t rebind_due_ms; /* a re-bind that failed is tried again then */
     relay_counters_t counters;
     uint64_t start_ns;
     char *control_path;
@@ -54,6 +63,40 @@ static int s_bind(void *sock, const char *endpoint, const char *what)
     return 0;
 }
 
+/*  Everything but IPC and inproc crosses a network: those sockets are
+    CURVE. IPC sockets rely on their 0700 directory instead. */
+static bool s_networked(const char *endpoint)
+{
+    return strncmp(endpoint, "ipc://", 6) != 0 && strncmp(endpoint, "inproc://", 9) != 0;
+}
+
+/*  Keypair (made on first start), ZAP handler, CURVE options: before any
+    socket binds. */
+static int s_secure(relay_t *self, const relay_config_t *cfg)
+{
+    self->security = cfg->security;
+    nerve_security_warn("publisher", &self->security);
+    bool curve = !self->security.insecure;
+    self->output_curve = curve && s_networked(cfg->output);
+    self->input_curve = curve && s_networked(cfg->input);
+    if (!self->output_curve && !self->input_curve)
+        return 0;
+    char err[1024];
+    const nerve_security_t *sec = &self->security;
+    if (nerve_keys_ensure(sec->keys, sec->name, NULL, err, sizeof err) != 0 ||
+        nerve_keys_resolve(sec->keys, sec->name, self->public_key, err, sizeof err) != 0 ||
+        !(self->zap = nerve_zap_start(self->ctx, sec, err, sizeof err)) ||
+        (self->output_curve && nerve_sec_server(self->output, sec, err, sizeof err) != 0) ||
+        (self->input_curve && nerve_sec_server(self->input, sec, err, sizeof err) != 0)) {
+        NERVE_ERROR("publisher", "security: %s", err);
+        return -1;
+    }
+    self->generation = nerve_zap_generation(self->zap);
+    NERVE_INFO("publisher", "CURVE on%s%s; public key %s", self->output_curve ? " output" : "",
+               self->input_curve ? " input" : "", self->public_key);
+    return 0;
+}
+
 relay_t *relay_new(const relay_config_t *cfg)
 {
     relay_t *self = calloc(1, sizeof *self);
@@ -79,12 +122,15 @@ relay_t *relay_new(const relay_config_t *cfg)
     for (int i = 0; i < 3; i++)
         if (socks[i])
             zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
-    if (s_bind(self->input, cfg->input, "input") != 0 ||
+    if (s_secure(self, cfg) != 0 || s_bind(self->input, cfg->input, "input") != 0 ||
         s_bind(self->output, cfg->output, "output") != 0 ||
         (self->control && s_bind(self->control, cfg->control, "control") != 0)) {
         relay_destroy(&self);
         return NULL;
     }
+    size_t len = sizeof self->output_bound;
+    if (zmq_getsockopt(self->output, ZMQ_LAST_ENDPOINT, self->output_bound, &len) != 0)
+        snprintf(self->output_bound, sizeof self->output_bound, "%s", cfg->output);
     if (cfg->control && strncmp(cfg->control, "ipc://", 6) == 0)
         self->control_path = strdup(cfg->control + 6);
     if (cfg->metrics) {
@@ -97,7 +143,7 @@ relay_t *relay_new(const relay_config_t *cfg)
             return NULL;
         }
     }
-    NERVE_INFO("publisher", "ready: input %s, output %s", cfg->input, cfg->output);
+    NERVE_INFO("publisher", "ready: input %s, output %s", cfg->input, self->output_bound);
     return self;
 }
 
@@ -112,6 +158,7 @@ void relay_destroy(relay_t **self_p)
     for (int i = 0; i < 3; i++)
         if (socks[i])
             zmq_close(socks[i]);
+    nerve_zap_stop(&self->zap); /* after its sockets, before the context */
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     if (self->control_path)
@@ -158,7 +205,13 @@ static void s_on_input(relay_t *self)
         }
         if (n == 0)
             return;
-        if (n == 2) {
+        if (self->input_curve && n >= 1 &&
+            !nerve_zap_allowed(self->zap, zmq_msg_gets(&frames[0], "User-Id"))) {
+            self->counters.dropped++;
+            self->counters.unauthorized++;
+            NERVE_LOG_RL(&s_rl_unauth, NERVE_LOG_WARN, "publisher",
+                         "dropped a message on input from a key no longer admitted");
+        } else if (n == 2) {
             s_forward(self, frames);
         } else {
             self->counters.dropped++;
@@ -196,6 +249,38 @@ static void s_pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
     msgpack_pack_uint64(pk, v);
 }
 
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    if (s)
+        msgpack_pack_str_with_body(pk, s, strlen(s));
+    else
+        msgpack_pack_nil(pk);
+}
+
+/*  "insecure" and "security": the mode, the key, and the ZAP handler's
+    decisions, for `nerve status`. */
+static void s_pack_security(relay_t *self, msgpack_packer *pk)
+{
+    nerve_zap_stats_t zs;
+    nerve_zap_stats(self->zap, &zs);
+    s_pack_str(pk, "insecure");
+    self->security.insecure ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    s_pack_str(pk, "security");
+    msgpack_pack_map(pk, 9);
+    s_pack_str(pk, "mode");
+    s_pack_str(pk, nerve_security_mode(&self->security));
+    s_pack_str(pk, "keys");
+    s_pack_str(pk, self->security.keys);
+    s_pack_str(pk, "public_key");
+    s_pack_str(pk, self->public_key[0] ? self->public_key : NULL);
+    s_pack_kv_u64(pk, "admitted", zs.admitted);
+    s_pack_kv_u64(pk, "refused_unknown", zs.refused_unknown);
+    s_pack_kv_u64(pk, "refused_rejected", zs.refused_rejected);
+    s_pack_kv_u64(pk, "recorded_pending", zs.recorded_pending);
+    s_pack_kv_u64(pk, "rebinds", self->counters.rebinds);
+    s_pack_kv_u64(pk, "unauthorized", self->counters.unauthorized);
+}
+
 static void s_on_control(relay_t *self)
 {
     zmq_msg_t parts[4];
@@ -220,7 +305,7 @@ static void s_on_control(relay_t *self)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &body, msgpack_sbuffer_write);
     if (status) {
-        msgpack_pack_map(&pk, 6);
+        msgpack_pack_map(&pk, 8);
         msgpack_pack_str_with_body(&pk, "daemon", 6);
         msgpack_pack_str_with_body(&pk, "nerve-publisher", 15);
         msgpack_pack_str_with_body(&pk, "version", 7);
@@ -229,6 +314,7 @@ static void s_on_control(relay_t *self)
         s_pack_kv_u64(&pk, "relayed", self->counters.relayed);
         s_pack_kv_u64(&pk, "dropped", self->counters.dropped);
         s_pack_kv_u64(&pk, "subscriptions", self->counters.subscriptions);
+        s_pack_security(self, &pk);
     } else {
         msgpack_pack_map(&pk, 1);
         msgpack_pack_str_with_body(&pk, "error", 5);
@@ -270,6 +356,34 @@ static void s_render_metrics(relay_t *self)
     nerve_metrics_publish(self->metrics, t);
 }
 
+/*  When the admitted set lost a key, drop every output connection by
+    unbinding; actors reconnect through the ZAP handler, which now refuses
+    the revoked key. Unbinding is asynchronous, so the bind may find the
+    port still taken for a moment: it is tried again 100 ms later. */
+static void s_rebind(relay_t *self, uint64_t now_ms)
+{
+    uint64_t gen = nerve_zap_generation(self->zap);
+    if (!self->output_curve || (gen == self->generation && !self->rebind_due_ms) ||
+        (self->rebind_due_ms && now_ms < self->rebind_due_ms))
+        return;
+    if (!self->rebind_due_ms) {
+        zmq_unbind(self->output, self->output_bound);
+        self->counters.rebinds++;
+    }
+    self->generation = gen;
+    if (zmq_bind(self->output, self->output_bound) != 0) {
+        self->rebind_due_ms = now_ms + 100;
+        NERVE_LOG_RL(&s_rl, NERVE_LOG_WARN, "publisher", "output: re-binding %s: %s",
+                     self->output_bound, zmq_strerror(errno));
+        return;
+    }
+    self->rebind_due_ms = 0;
+    NERVE_INFO("publisher",
+               "output re-bound on %s: a key was revoked; actors reconnect and are admitted "
+               "again only if their key still is",
+               self->output_bound);
+}
+
 int relay_run(relay_t *self)
 {
     zmq_pollitem_t items[] = {
@@ -279,11 +393,12 @@ int relay_run(relay_t *self)
     };
     int nitems = self->control ? 3 : 2;
     while (!s_stop) {
-        int rc = zmq_poll(items, nitems, 500);
+        int rc = zmq_poll(items, nitems, self->rebind_due_ms ? 100 : 500);
         if (rc < 0 && errno != EINTR) {
             NERVE_ERROR("publisher", "poll: %s", zmq_strerror(errno));
             return -1;
         }
+        s_rebind(self, nerve_clock_mono_ms());
         if (nerve_metrics_due(self->metrics, nerve_clock_mono_ms()))
             s_render_metrics(self);
         if (rc <= 0)

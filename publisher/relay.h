@@ -11,6 +11,14 @@
     semantics apply per subscriber: one slow actor whose queue (SNDHWM)
     fills loses messages without slowing the others; ZMTP heartbeats cut
     peers that stopped answering so their queues are freed.
+
+    Security (docs/security.md): `output`, and `input` when it is TCP, are
+    CURVE servers unless `insecure: true`; the ZAP handler admits the keys
+    in the keys directory's accepted/ and this host's own keypairs (the
+    manager's, when it shares the directory). A PUB cannot check who each
+    message goes to, so when the admitted set loses a key (revoke, reject)
+    the relay unbinds and re-binds `output`: every actor reconnects through
+    the ZAP handler, which refuses the revoked one.
 */
 #ifndef NERVE_PUBLISHER_RELAY_H
 #define NERVE_PUBLISHER_RELAY_H
@@ -18,19 +26,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <nerve/security.h>
+
 typedef struct relay_config {
     char *input;      /* bind, PULL (default ipc://$NERVE_HOME/run/publisher.sock) */
     char *output;     /* bind, XPUB (default tcp, port 7451, all interfaces) */
     char *control;    /* bind, ROUTER for `nerve status` */
     char *metrics;    /* host:port for Prometheus /metrics, or NULL */
     int hwm;          /* per-subscriber and input queue, messages */
-    bool insecure;
+    nerve_security_t security; /* own key name "publisher" */
 } relay_config_t;
 
 typedef struct relay_counters {
     uint64_t relayed;
     uint64_t dropped;        /* malformed (frame count) or refused by the socket */
     uint64_t subscriptions;  /* topics currently subscribed */
+    uint64_t rebinds;        /* output re-bound to cut revoked keys off */
+    uint64_t unauthorized;   /* input messages from keys no longer admitted */
 } relay_counters_t;
 
 typedef struct relay relay_t;

@@ -50,6 +50,9 @@ int beacond_config_defaults(beacond_config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     int rc = beacond_config_set(&cfg->manager, "tcp://127.0.0.1:7450");
     rc = rc ? rc : beacond_config_set(&cfg->host, nerve_hostname());
+    rc = rc ? rc : beacond_config_set(&cfg->manager_key, "manager");
+    if (rc == 0 && nerve_security_init(&cfg->security, "beacond") != 0)
+        rc = NERVE_ERANGE;
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, BEACOND_MAX_MODULE_DIRS);
     cfg->interval_ms = 10000;
     cfg->hwm = 10000;
@@ -219,16 +222,7 @@ static int s_beacons(const nerve_conf_t *root, beacond_config_t *cfg, nerve_conf
 
 static int s_security(const nerve_conf_t *root, beacond_config_t *cfg, nerve_conf_error_t *err)
 {
-    const nerve_conf_t *sec = nerve_conf_get(root, "security");
-    if (!sec)
-        return 0;
-    static const char *const keys[] = {"curve", "keys", "insecure", NULL};
-    if (nerve_conf_check_keys(sec, keys, err) != 0)
-        return NERVE_EINVAL;
-    const nerve_conf_t *n = nerve_conf_get(sec, "insecure");
-    if (n && nerve_conf_as_bool(n, &cfg->insecure, err) != 0)
-        return NERVE_EINVAL;
-    return 0;
+    return nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
 }
 
 int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_error_t *err)
@@ -250,8 +244,8 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
         nerve_conf_destroy(&root);
         return rc;
     }
-    static const char *const keys[] = {"manager",   "host",     "modules", "interval", "hwm",
-                                       "log_level", "security", "beacons", NULL};
+    static const char *const keys[] = {"manager",   "host",     "modules",     "interval", "hwm",
+                                       "log_level", "security", "manager_key", "beacons",  NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : s_str(root, "manager", &cfg->manager, err);
     rc = rc ? rc : s_str(root, "host", &cfg->host, err);
@@ -262,6 +256,7 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
                              cfg->host, BEACOND_HOST_MAX);
     rc = rc ? rc : s_modules(root, cfg, err);
     rc = rc ? rc : s_security(root, cfg, err);
+    rc = rc ? rc : s_str(root, "manager_key", &cfg->manager_key, err);
     if (rc == 0 && (n = nerve_conf_get(root, "interval")))
         rc = s_duration(n, &cfg->interval_ms, err);
     int64_t v;
@@ -287,7 +282,8 @@ void beacond_config_free(beacond_config_t *cfg)
     free(cfg->manager);
     free(cfg->host);
     free(cfg->config_path);
-    cfg->manager = cfg->host = cfg->config_path = NULL;
+    free(cfg->manager_key);
+    cfg->manager = cfg->host = cfg->config_path = cfg->manager_key = NULL;
     for (size_t i = 0; i < cfg->nmodules; i++)
         free(cfg->modules[i]);
     cfg->nmodules = 0;

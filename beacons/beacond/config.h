@@ -9,7 +9,13 @@
       interval    default interval of every beacon (default 10s)
       hwm         events queued while the manager is away (default 10000)
       log_level   error, warn, info or debug
-      security    {curve, keys, insecure} (CURVE is not implemented yet)
+      security    {curve, keys, insecure, auto_accept}: nerve_security_parse
+                  (<nerve/security.h>); a TCP manager is reached over CURVE
+                  with this host's keypair <keys>/beacond.secret (made on
+                  first start)
+      manager_key the manager's public key to pin: a key name in the keys
+                  directory, a zcert path, or 40 Z85 characters (default
+                  "manager")
       beacons     list of beacons, each a map:
         fn        role.module.function, role beacons (required)
         interval  how often it runs (default: the top-level interval)
@@ -25,6 +31,7 @@
 #define NERVE_BEACOND_CONFIG_H
 
 #include <nerve/conf.h>
+#include <nerve/security.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,7 +61,9 @@ typedef struct beacond_config {
     size_t nmodules;
     uint64_t interval_ms;
     int hwm;
-    bool insecure;
+    nerve_security_t security; /* own key name "beacond" */
+    char *manager_key;         /* pinned (default "manager") */
+    bool check_only;           /* --check: resolve and prepare, never connect */
     beacond_beacon_conf_t *beacons;
     size_t nbeacons;
     msgpack_zone *zone; /* params live here */

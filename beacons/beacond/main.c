@@ -189,8 +189,10 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[2048] = "";
+    cfg.check_only = flags.check;
+    if (!flags.check)
+        nerve_security_warn("beacond", &cfg.security);
     beacond_t *self = beacond_new(&cfg, err, sizeof err);
-    bool insecure = cfg.insecure;
     char *manager = strdup(cfg.manager ? cfg.manager : "");
     beacond_config_free(&cfg);
     if (!self) {
@@ -204,11 +206,6 @@ int main(int argc, char **argv)
         free(manager);
         return 0;
     }
-    if (!insecure)
-        NERVE_WARN("beacond",
-                   "security: CURVE is not implemented in this build yet; events to %s "
-                   "are unencrypted (write `security: {insecure: true}` to say so)",
-                   manager);
     s_signals();
     int rc = 0;
     if (flags.once) {

@@ -491,7 +491,14 @@ beacond_t *beacond_new(const beacond_config_t *cfg, char *err, size_t errsize)
         }
         self->n = i + 1; /* from here on destroy releases it */
     }
-    nerve_beacon_options_t o = {.host = self->host, .hwm = cfg->hwm};
+    nerve_beacon_options_t o = {.host = self->host,
+                                .hwm = cfg->hwm,
+                                .server_key = cfg->manager_key,
+                                .client_key = cfg->security.name,
+                                .keys = cfg->security.keys,
+                                .insecure = cfg->security.insecure};
+    if (cfg->check_only) /* no connection, so no keypair made for a dry run */
+        return self;
     self->out = nerve_beacon_new(cfg->manager, &o);
     if (!self->out) {
         snprintf(err, errsize, "cannot connect to the manager at '%s' (see above)",

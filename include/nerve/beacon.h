@@ -53,9 +53,21 @@
     thread too. A beacon must not be used across fork(): create it in the
     process that sends.
 
-    Security. CURVE encryption is not implemented yet. The options carry
-    the key paths it will use; a beacon given keys today refuses to start
-    rather than send in the clear what was meant to be encrypted.
+    Security. A beacon on a TCP endpoint is a CURVE client by default
+    (docs/security.md): its events are encrypted, and it talks only to the
+    holder of the manager's secret key, whose public key it pins
+    (`server_key`, default the file manager.pub in the keys directory). It
+    authenticates with its own keypair (`client_key`, default "beacon",
+    made in the keys directory on first use); the manager lets it in when
+    that key is in its accepted/ directory, or is a keypair of the
+    manager's own host (one machine sharing $NERVE_HOME). A manager that
+    does not know the key refuses it and records it as pending under the
+    name nerve_beacon_new() logs (`nerve keys accept NAME` on the manager);
+    libzmq does not retry a refused handshake, so the beacon makes a new
+    socket after a pause (1 s, doubling up to 30 s) — events sent
+    meanwhile are dropped and counted. IPC endpoints are never encrypted:
+    their directory's permissions are the access control. `insecure`
+    turns CURVE off and is logged as a warning.
 
     Return codes: 0 (NERVE_OK) or a negative nerve_err (<nerve/error.h>).
 */
@@ -94,11 +106,18 @@ typedef struct nerve_beacon_options {
         terminates it). NULL: a context shared by every beacon of this
         process, created with the first and terminated with the last. */
     void *zmq_context;
-    /*  Reserved for CURVE (not implemented yet): path of the manager's
-        public key, and of this client's key pair. Must be NULL for now;
-        a beacon given either refuses to start (NERVE_EPERM, logged). */
+    /*  CURVE, for TCP endpoints (see Security above). The manager's
+        public key to pin: a key name in `keys` (<keys>/<name>.pub), a
+        zcert file path, or 40 Z85 characters. NULL: "manager". */
     const char *server_key;
+    /*  This client's keypair: its name in `keys` (<keys>/<name>.secret,
+        mode 0600), made there if missing. NULL: "beacon". */
     const char *client_key;
+    /*  The keys directory (mode 0700). NULL: $NERVE_HOME/keys. */
+    const char *keys;
+    /*  true: no CURVE, events in the clear. Only ever set on purpose: a
+        warning is logged when a TCP beacon is made this way. */
+    bool insecure;
 } nerve_beacon_options_t;
 
 /*  What a beacon did since it was created. */
@@ -193,8 +212,11 @@ int nerve_data_bytes(nerve_data_t *d, const void **bytes, size_t *len);
     (NULL: NERVE_BEACON_ENDPOINT_DEFAULT). `options` may be NULL. The
     connection is made in the background: the manager need not be up.
     Returns NULL, logged with the reason, on a malformed endpoint, a bad
-    host, CURVE keys given (not implemented yet), or out of memory. Free
-    with nerve_beacon_destroy(). */
+    host, unusable CURVE keys (a keys directory others can write, a secret
+    readable by others, a server key that is not a key), or out of memory.
+    A server key file that does not exist yet is not an error: the beacon
+    looks for it again after a pause, dropping events meanwhile. Free with
+    nerve_beacon_destroy(). */
 nerve_beacon_t *nerve_beacon_new(const char *endpoint, const nerve_beacon_options_t *options);
 
 /*  Creates a beacon from a YAML file. Keys (all optional):
@@ -203,10 +225,13 @@ nerve_beacon_t *nerve_beacon_new(const char *endpoint, const nerve_beacon_option
         host: web1                      # the events' host
         hwm: 10000                      # events queued at most
         linger: 1s                      # destroy waits this long to flush
-        security: {insecure: true}      # or server_key/client_key (CURVE,
-                                        # not implemented yet: refused)
+        manager_key: manager            # the manager's key to pin
+        key: beacon                     # this client's keypair name
+        security: {keys: /var/lib/nerve/keys}   # or {insecure: true}
 
-    A key not listed is an error. Returns NULL on any error, logged as
+    `security:` is the map every nerve daemon reads (curve, insecure,
+    keys, auto_accept; nerve_security_parse in <nerve/security.h>). A key
+    not listed is an error. Returns NULL on any error, logged as
     "file:line:column: what". */
 nerve_beacon_t *nerve_beacon_new_from_config(const char *path);
 

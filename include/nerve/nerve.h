@@ -13,6 +13,7 @@
 #include <nerve/daemon.h>
 #include <nerve/beacon.h>
 #include <nerve/metrics.h>
+#include <nerve/security.h>
 
 #define NERVE_VERSION_STRING "0.1.0"
 

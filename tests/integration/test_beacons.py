@@ -2,8 +2,12 @@
 probes, both sending into a real manager whose rules fire on their events.
 
 The probes read fixture trees copied into the test's temp dir (a fake /proc
-whose loadavg the test rewrites), so the values are known; the manager runs
-on IPC endpoints in that dir (nervetest.Manager)."""
+whose loadavg the test rewrites), so the values are known. nerve-beacond
+reaches the manager's TCP events socket over CURVE, with its keypair in the
+keys directory it shares with the manager ($NERVE_HOME is the temp dir).
+The Python example speaks the wire protocol without CURVE, so its manager
+takes events on an IPC socket (IPC is never CURVE: its 0700 directory is the
+access control)."""
 import os
 import shutil
 import signal
@@ -43,7 +47,7 @@ class PythonExample(ManagerTest):
     rules_text = RULES
 
     def test_python_example_event_fires_a_rule(self):
-        bus = self.start_manager()
+        bus = self.start_manager(events="ipc")
         r = subprocess.run([PYTHON, EXAMPLE, self.manager.events, "/py/latency", "42"],
                            capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -88,13 +92,14 @@ class Beacond(ManagerTest):
     def write_config(self, beacons, name="beacond.yaml"):
         path = os.path.join(self.dir, name)
         with open(path, "w") as f:
-            f.write("manager: %s\nhost: itest\nmodules: [%s]\nsecurity: {insecure: true}\n"
+            f.write("manager: %s\nhost: itest\nmodules: [%s]\n"
                     "beacons:\n%s" % (self.manager.events, MODULES, beacons))
         return path
 
     def start_beacond(self, beacons):
         self.config = self.write_config(beacons)
-        self.beacond = Daemon("beacond", [BEACOND, "-c", self.config], self.dir).start()
+        self.beacond = Daemon("beacond", [BEACOND, "-c", self.config], self.dir,
+                              env={"NERVE_HOME": self.dir}).start()
         return self.beacond
 
     def test_beacond_probe_event_fires_a_rule(self):
@@ -175,12 +180,14 @@ class Beacond(ManagerTest):
         self.start_manager()
         path = self.write_config("  - fn: beacons.load.avg\n    proc: /x\n"
                                  "  - fn: beacons.log.match\n    path: /var/log/x\n")
-        r = subprocess.run([BEACOND, "-c", path, "--check"], capture_output=True, timeout=30)
+        r = subprocess.run([BEACOND, "-c", path, "--check"], capture_output=True, timeout=30,
+                           env=dict(os.environ, NERVE_HOME=self.dir))
         self.assertEqual(r.returncode, 2)
-        self.assertIn(b"beacond.yaml:8:9", r.stderr)
+        self.assertIn(b"beacond.yaml:7:9", r.stderr)
         self.assertIn(b"'pattern'", r.stderr)
         path = self.write_config("  - fn: beacons.load.avg\n    proc: /x\n    intervl: 5s\n")
-        r = subprocess.run([BEACOND, "-c", path, "--check"], capture_output=True, timeout=30)
+        r = subprocess.run([BEACOND, "-c", path, "--check"], capture_output=True, timeout=30,
+                           env=dict(os.environ, NERVE_HOME=self.dir))
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"unknown key 'intervl'", r.stderr)
 
@@ -188,7 +195,8 @@ class Beacond(ManagerTest):
         bus = self.start_manager()
         path = self.write_config("  - fn: beacons.load.avg\n    proc: %s\n"
                                  "  - fn: beacons.mem.usage\n    proc: %s\n" % (self.proc, self.proc))
-        r = subprocess.run([BEACOND, "-c", path, "--once"], capture_output=True, timeout=30)
+        r = subprocess.run([BEACOND, "-c", path, "--once"], capture_output=True, timeout=30,
+                           env=dict(os.environ, NERVE_HOME=self.dir))
         self.assertEqual(r.returncode, 0, r.stderr)
         _, mem = bus.wait_for(tag_is("/mem/usage/itest"), what="the mem event")
         self.assertEqual(mem["data"]["value"], 75.0)

@@ -1,5 +1,6 @@
 """Reaction delivery end to end: one manager, one publisher and three actors
-(web1 [web], web10 [web], db1 [db]) on one machine.
+(web1 [web], web10 [web], db1 [db]) on one machine, every TCP link CURVE
+(each actor's keypair in the shared keys directory, so trusted).
 
 Events sent to the manager fire reactions.cmd.run of a script (allowed on
 every actor) that appends "$NERVE_REACTION_ID $NERVE_ACTOR" to a log file,
@@ -61,6 +62,8 @@ def hexid(b):
 
 
 class Delivery(ManagerTest):
+    # the actors' keypairs exist before the manager and publisher start
+    client_keys = ManagerTest.client_keys + tuple(ident for ident, _ in ACTORS)
 
     def setUp(self):
         super().setUp()

@@ -1,5 +1,6 @@
-"""nerve-manager end to end: a real manager on scratch IPC endpoints, events
-sent over ZeroMQ, results followed on the tap and the control socket."""
+"""nerve-manager end to end: a real manager on scratch endpoints (events on
+TCP, over CURVE; control and tap on IPC), events sent over ZeroMQ, results
+followed on the tap and the control socket."""
 import os
 import re
 import shutil

@@ -1,6 +1,8 @@
 """nerve-publisher end to end: relays two-frame reactions untouched to the
 subscribers whose topics match, drops malformed messages and counts them,
-and reports both on its control socket and /metrics."""
+and reports both on its control socket and /metrics. Its TCP output is
+CURVE: the subscribers here hold a keypair in its keys directory and pin
+its public key."""
 import os
 import shutil
 import tempfile
@@ -10,7 +12,8 @@ import urllib.request
 import msgpack
 import zmq
 
-from nervetest import BUILD, Daemon, free_port, main, wait_until
+from nervetest import (BUILD, Daemon, curve_client, free_port, keys_dir, main, wait_until,
+                       write_keypair)
 
 
 class Publisher(unittest.TestCase):
@@ -22,6 +25,9 @@ class Publisher(unittest.TestCase):
         self.output = "tcp://127.0.0.1:%d" % free_port()
         self.control = "ipc://%s/publisher-control.sock" % run
         self.metrics = free_port()
+        self.keys = keys_dir(self.dir)
+        for name in ("publisher", "sub"):  # before it starts: its ZAP handler trusts them
+            write_keypair(self.keys, name)
         self.pub = Daemon("publisher", [os.path.join(BUILD, "nerve-publisher"),
                                         "--input", self.input, "--output", self.output,
                                         "--control", self.control,
@@ -46,10 +52,10 @@ class Publisher(unittest.TestCase):
         return msgpack.unpackb(body)
 
     def test_relays_by_topic_untouched_and_counts_drops(self):
-        web1 = self.ctx.socket(zmq.SUB)
+        web1 = curve_client(self.ctx.socket(zmq.SUB), self.keys, "sub", "publisher")
         web1.setsockopt(zmq.SUBSCRIBE, b"@host/web1/")
         web1.connect(self.output)
-        web10 = self.ctx.socket(zmq.SUB)
+        web10 = curve_client(self.ctx.socket(zmq.SUB), self.keys, "sub", "publisher")
         web10.setsockopt(zmq.SUBSCRIBE, b"@host/web10/")
         web10.connect(self.output)
         wait_until(lambda: self.pub.alive() and os.path.exists(self.control[6:]),
@@ -68,6 +74,9 @@ class Publisher(unittest.TestCase):
         st = self.status()
         self.assertEqual(st["relayed"], 1)
         self.assertEqual(st["daemon"], "nerve-publisher")
+        self.assertEqual(st["security"]["mode"], "curve")
+        self.assertFalse(st["insecure"])
+        self.assertGreaterEqual(st["security"]["admitted"], 2)
 
         def metrics():
             with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics) as r:

@@ -61,7 +61,11 @@ static void test_actor_config_defaults_for_one_machine(void **state)
     assert_int_equal(cfg.timeout_ms, 60000);
     assert_int_equal(cfg.ngroups, 0);
     assert_true(cfg.nmodules >= 1);
-    assert_false(cfg.insecure);
+    assert_false(cfg.security.insecure);
+    assert_false(cfg.security.auto_accept);
+    assert_string_equal(cfg.publisher_key, "publisher");
+    assert_string_equal(cfg.manager_key, "manager");
+    assert_null(cfg.secrets);
     assert_int_equal(cfg.allow.ncommands + cfg.allow.nservices + cfg.allow.npaths, 0);
     char why[256];
     assert_int_equal(actor_config_check(&cfg, why, sizeof why), 0);
@@ -89,7 +93,10 @@ static void test_actor_config_reads_every_key(void **state)
                     "timeout: 90s\n"
                     "systemctl: /bin/systemctl\n"
                     "log_level: info\n"
-                    "security: {insecure: true}\n");
+                    "security: {insecure: true, keys: /etc/nerve/keys}\n"
+                    "publisher_key: /etc/nerve/keys/pub.pub\n"
+                    "manager_key: mgr1\n"
+                    "secrets: /etc/nerve/secrets.yaml\n");
     if (rc != 0)
         fail_msg("%s", err.message);
     assert_string_equal(cfg.id, "web1");
@@ -109,7 +116,14 @@ static void test_actor_config_reads_every_key(void **state)
     assert_int_equal(cfg.queue, 1000);
     assert_int_equal(cfg.timeout_ms, 90000);
     assert_string_equal(cfg.systemctl, "/bin/systemctl");
-    assert_true(cfg.insecure);
+    assert_true(cfg.security.insecure);
+    assert_string_equal(cfg.security.keys, "/etc/nerve/keys");
+    assert_string_equal(cfg.publisher_key, "/etc/nerve/keys/pub.pub");
+    assert_string_equal(cfg.manager_key, "mgr1");
+    assert_string_equal(cfg.secrets, "/etc/nerve/secrets.yaml");
+    char why[256];
+    assert_int_equal(actor_config_check(&cfg, why, sizeof why), 0);
+    assert_string_equal(cfg.security.name, "web1"); /* the key is named after the id */
     assert_string_equal(cfg.config_path, s_file);
     actor_config_free(&cfg);
 }
@@ -171,7 +185,22 @@ static void test_actor_config_bad_values_are_refused(void **state)
     s_expect_error("log_level: loud\n", "1:12", "log_level");
     s_expect_error("security: {insecure: maybe}\n", "1:22", "true or false");
     s_expect_error("security: {curvy: true}\n", "1:12", "curvy");
+    /* CURVE goes off only with insecure: true written out */
+    s_expect_error("security: {curve: false}\n", "1:19", "insecure: true");
+    s_expect_error("manager_key: [a]\n", "1:14", "string");
     s_expect_error("- a\n- b\n", "1:1", "map");
+}
+
+static void test_actor_config_key_name_replaces_what_a_key_name_cannot_hold(void **state)
+{
+    char name[NERVE_KEY_NAME_MAX + 1];
+    actor_config_key_name("web1", name);
+    assert_string_equal(name, "web1");
+    actor_config_key_name("db:1@eu", name);
+    assert_string_equal(name, "db_1_eu");
+    actor_config_key_name("-x", name);
+    assert_string_equal(name, "_x");
+    assert_true(nerve_key_name_valid(name));
 }
 
 static void test_actor_config_at_most_sixteen_groups(void **state)
@@ -228,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_actor_config_bad_service_name_is_refused),
         cmocka_unit_test(test_actor_config_unknown_allow_kind_is_refused),
         cmocka_unit_test(test_actor_config_bad_values_are_refused),
+        cmocka_unit_test(test_actor_config_key_name_replaces_what_a_key_name_cannot_hold),
         cmocka_unit_test(test_actor_config_at_most_sixteen_groups),
         cmocka_unit_test(test_actor_config_missing_file_is_an_error),
         cmocka_unit_test(test_actor_config_check_refuses_a_bad_id_from_flags),

@@ -171,8 +171,9 @@ static int s_teardown(void **state)
 
 /*  Publishes a reaction; returns its id in `id`. deadline_s may be
     negative (already past). */
-static void s_send(fixture_t *f, const char *topic, const uint8_t *id, const char *fn,
-                   const char *args_json, double deadline_s)
+static void s_send_with(fixture_t *f, const char *topic, const uint8_t *id, const char *fn,
+                        const char *args_json, double deadline_s,
+                        void (*edit)(msgpack_object *args))
 {
     msgpack_zone *zone = msgpack_zone_new(1024);
     nerve_reaction_t r;
@@ -183,6 +184,8 @@ static void s_send(fixture_t *f, const char *topic, const uint8_t *id, const cha
     char err[128];
     assert_int_equal(
         nerve_obj_from_json(zone, args_json, strlen(args_json), &r.args, err, sizeof err), 0);
+    if (edit)
+        edit(&r.args);
     snprintf(r.rule, sizeof r.rule, "test_rule");
     snprintf(r.event.tag, sizeof r.event.tag, "/test/trigger");
     snprintf(r.event.host, sizeof r.event.host, "src1");
@@ -198,6 +201,12 @@ static void s_send(fixture_t *f, const char *topic, const uint8_t *id, const cha
     zmq_send(f->xpub, buf.data, buf.size, 0);
     msgpack_sbuffer_destroy(&buf);
     msgpack_zone_free(zone);
+}
+
+static void s_send(fixture_t *f, const char *topic, const uint8_t *id, const char *fn,
+                   const char *args_json, double deadline_s)
+{
+    s_send_with(f, topic, id, fn, args_json, deadline_s, NULL);
 }
 
 static void s_new_id(uint8_t id[NERVE_ID_SIZE])
@@ -639,6 +648,74 @@ static void test_actor_does_not_run_a_job_whose_deadline_passed_in_the_queue(voi
     s_stop(f);
 }
 
+/*  argv[1] becomes {{secret.NAME}} as the manager renders it: an ext value
+    of type NERVE_EXT_SECRET holding the name, never the value. */
+static const char *s_secret_name = "db_password";
+
+static void s_argv1_secret(msgpack_object *args)
+{
+    const msgpack_object *argv = nerve_obj_get(args, "argv");
+    assert_non_null(argv);
+    msgpack_object *one = &argv->via.array.ptr[1];
+    one->type = MSGPACK_OBJECT_EXT;
+    one->via.ext.type = NERVE_EXT_SECRET;
+    one->via.ext.ptr = s_secret_name;
+    one->via.ext.size = (uint32_t)strlen(s_secret_name);
+}
+
+static void s_secrets_file(fixture_t *f, const char *text, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/secrets.yaml", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    assert_int_equal(chmod(path, mode), 0);
+    actor_config_set(&f->cfg.secrets, path);
+}
+
+static void test_actor_resolves_a_secret_from_its_own_file(void **state)
+{
+    fixture_t *f = *state;
+    s_secrets_file(f, "db_password: \"s3cret value\"\nother: x\n", 0600);
+    s_start(f);
+    uint8_t id[NERVE_ID_SIZE];
+    s_new_id(id);
+    s_send_with(f, "@host/web1/", id, "reactions.cmd.run",
+                "{\"argv\": [\"/bin/echo\", \"placeholder\"]}", 30, s_argv1_secret);
+    result_t r;
+    assert_true(s_result(f, 5000, &r));
+    assert_true(r.ok);
+    assert_string_equal(r.output, "s3cret value\n"); /* the program got the value */
+    s_stop(f);
+}
+
+static void test_actor_refuses_a_secret_it_does_not_hold(void **state)
+{
+    fixture_t *f = *state;
+    s_secrets_file(f, "something_else: v\n", 0600);
+    s_start(f);
+    uint8_t id[NERVE_ID_SIZE];
+    s_new_id(id);
+    s_send_with(f, "@host/web1/", id, "reactions.cmd.run",
+                "{\"argv\": [\"/bin/echo\", \"placeholder\"]}", 30, s_argv1_secret);
+    result_t r;
+    assert_true(s_result(f, 5000, &r));
+    assert_false(r.ok);
+    assert_int_equal(r.rc, NERVE_ENOENT);
+    assert_non_null(strstr(r.output, "{{secret.db_password}}: no such secret"));
+    s_stop(f);
+    assert_int_equal(f->stats.submitted, 0); /* nothing ran */
+}
+
+static void test_actor_will_not_start_with_a_secrets_file_others_can_read(void **state)
+{
+    fixture_t *f = *state;
+    s_secrets_file(f, "db_password: x\n", 0644);
+    assert_null(actor_new(&f->cfg));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
 
 int main(void)
@@ -656,6 +733,9 @@ int main(void)
         T(test_actor_stop_lets_the_running_reaction_finish),
         T(test_actor_fire_event_sends_to_the_manager),
         T(test_actor_does_not_run_a_job_whose_deadline_passed_in_the_queue),
+        T(test_actor_resolves_a_secret_from_its_own_file),
+        T(test_actor_refuses_a_secret_it_does_not_hold),
+        T(test_actor_will_not_start_with_a_secrets_file_others_can_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
     nerve_wire_decode_event(), so "what a beacon sends, the manager
     accepts" is checked byte for byte, not assumed. The tests with no
     listener never bind: the beacon must queue, then drop and count,
-    without ever blocking the caller.
+    without ever blocking the caller. The CURVE tests bind a CURVE server
+    with a real ZAP handler (lib/security.c) on a TCP port the OS picks,
+    with its keys in the fixture's directory.
 */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 #include <nerve/beacon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
+#include <nerve/security.h>
 #include <nerve/value.h>
 #include <nerve/wire.h>
 
@@ -53,6 +57,7 @@ static int s_setup(void **state)
     strcpy(f->dir, "/tmp/nerve-test-beacon.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->endpoint, sizeof f->endpoint, "ipc://%s/events.sock", f->dir);
+    setenv("NERVE_HOME", f->dir, 1); /* default keys land here, never in ~ */
     f->ctx = zmq_ctx_new();
     assert_non_null(f->ctx);
     f->dec = nerve_wire_decoder_new();
@@ -576,10 +581,12 @@ static void test_beacon_new_refuses_bad_arguments(void **state)
     assert_null(nerve_beacon_new(f->endpoint, &o));
     o = (nerve_beacon_options_t){.hwm = -1};
     assert_null(nerve_beacon_new(f->endpoint, &o));
-    o = (nerve_beacon_options_t){.server_key = "/etc/nerve/keys/manager.pub"};
-    assert_null(nerve_beacon_new(f->endpoint, &o)); /* CURVE asked for: no clear text */
     o = (nerve_beacon_options_t){.client_key = "/etc/nerve/keys/me.key"};
-    assert_null(nerve_beacon_new(f->endpoint, &o));
+    assert_null(nerve_beacon_new("tcp://127.0.0.1:1", &o)); /* a key name, not a path */
+    char keys[128];
+    snprintf(keys, sizeof keys, "%s/keys", f->dir);
+    o = (nerve_beacon_options_t){.keys = keys, .server_key = "not a key!"};
+    assert_null(nerve_beacon_new("tcp://127.0.0.1:1", &o)); /* no name, path or Z85 key */
 }
 
 static void test_beacon_destroy_is_safe_twice_and_on_null(void **state)
@@ -693,8 +700,10 @@ static void test_beacon_from_config_refuses_bad_files(void **state)
         "hwm: lots\n",                              /* not an integer */
         "hwm: 0\n",                                 /* out of range */
         "linger: forever\n",                        /* not a duration */
-        "security: {server_key: /k/manager.pub}\n", /* CURVE not yet */
+        "security: {server_key: /k/manager.pub}\n", /* not a security key */
         "security: {insecure: maybe}\n",            /* not a bool */
+        "security: {curve: false}\n",               /* off only with insecure: true */
+        "manager: tcp://127.0.0.1:1\nkey: ../x\n",  /* not a key name */
         "- a list\n",                               /* not a map */
         "manager: [1, 2\n",                         /* YAML syntax */
         "manager: nope://x\n",                      /* endpoint */
@@ -710,6 +719,149 @@ static void test_beacon_from_config_refuses_bad_files(void **state)
     assert_null(nerve_beacon_new_from_config(NULL));
 }
 
+/* ------------------------------------------------------------------------
+   CURVE
+   ------------------------------------------------------------------------ */
+
+/*  A CURVE manager: keys in <dir>/<sub>, its keypair "manager", a ZAP
+    handler, a PULL bound on TCP. Returns the endpoint in ep. */
+typedef struct curve_server {
+    nerve_security_t sec;
+    nerve_zap_t *zap;
+} curve_server_t;
+
+static void s_curve_bind(fixture_t *f, curve_server_t *srv, const char *sub, char *ep,
+                         size_t epsize)
+{
+    char err[512];
+    assert_int_equal(nerve_security_init(&srv->sec, "manager"), 0);
+    snprintf(srv->sec.keys, sizeof srv->sec.keys, "%s/%s", f->dir, sub);
+    if (nerve_keys_gen(srv->sec.keys, "manager", err, sizeof err) != 0)
+        fail_msg("%s", err);
+    srv->zap = nerve_zap_start(f->ctx, &srv->sec, err, sizeof err);
+    if (!srv->zap)
+        fail_msg("%s", err);
+    f->pull = zmq_socket(f->ctx, ZMQ_PULL);
+    int timeout = 10000, linger = 0;
+    zmq_setsockopt(f->pull, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(f->pull, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(nerve_sec_server(f->pull, &srv->sec, err, sizeof err), 0);
+    assert_int_equal(zmq_bind(f->pull, "tcp://127.0.0.1:*"), 0);
+    size_t len = epsize;
+    assert_int_equal(zmq_getsockopt(f->pull, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+}
+
+static void s_curve_stop(fixture_t *f, curve_server_t *srv)
+{
+    zmq_close(f->pull);
+    f->pull = NULL;
+    nerve_zap_stop(&srv->zap);
+}
+
+static void test_beacon_curve_reaches_the_pinned_manager_with_its_own_key(void **state)
+{
+    fixture_t *f = *state;
+    curve_server_t srv;
+    char ep[128], keys[128], err[512];
+    snprintf(keys, sizeof keys, "%s/keys", f->dir);
+    /* The beacon's keypair beside the manager's: a local keypair, which
+       the manager's ZAP handler trusts without an accept. */
+    if (nerve_keys_gen(keys, "app", err, sizeof err) != 0)
+        fail_msg("%s", err);
+    s_curve_bind(f, &srv, "keys", ep, sizeof ep);
+    nerve_beacon_options_t o = {.host = "c1", .linger_ms = -1, .keys = keys, .client_key = "app"};
+    nerve_beacon_t *b = nerve_beacon_new(ep, &o);
+    assert_non_null(b);
+    assert_int_equal(nerve_beacon_send_value(b, "/curve/ok", 7), 0);
+    s_recv(f);
+    assert_string_equal(f->ev.tag, "/curve/ok");
+    assert_true(s_num(&f->ev.data, "value") == 7);
+    /* the message carries the beacon's key as its User-Id */
+    char want[NERVE_Z85_KEY_LEN + 1];
+    assert_int_equal(nerve_keys_resolve(keys, "app", want, NULL, 0), 0);
+    const char *uid = zmq_msg_gets(&f->parts[0], "User-Id");
+    assert_non_null(uid);
+    assert_string_equal(uid, want);
+    assert_true(nerve_zap_allowed(srv.zap, uid));
+    nerve_beacon_destroy(&b);
+    s_curve_stop(f, &srv);
+}
+
+static void test_beacon_curve_refused_key_is_pending_then_gets_in_after_accept(void **state)
+{
+    fixture_t *f = *state;
+    curve_server_t srv;
+    char ep[128], keys[128], err[512], pinned[NERVE_Z85_KEY_LEN + 1];
+    char mine[NERVE_Z85_KEY_LEN + 1], pending[NERVE_KEY_PENDING_NAME_LEN + 1], path[1200];
+    s_curve_bind(f, &srv, "server", ep, sizeof ep);
+    /* Another host: its own keys directory, the manager's key given as Z85. */
+    snprintf(keys, sizeof keys, "%s/client", f->dir);
+    assert_int_equal(nerve_keys_resolve(srv.sec.keys, "manager", pinned, NULL, 0), 0);
+    nerve_beacon_options_t o = {.host = "c2", .linger_ms = -1, .keys = keys, .server_key = pinned};
+    nerve_beacon_t *b = nerve_beacon_new(ep, &o);
+    assert_non_null(b);
+    assert_int_equal(nerve_keys_resolve(keys, "beacon", mine, NULL, 0), 0);
+    assert_int_equal(nerve_keys_pending_name(mine, pending), 0);
+    snprintf(path, sizeof path, "%s/pending/%s.pub", srv.sec.keys, pending);
+    /* Refused: nothing arrives, and the manager records the key as pending. */
+    int timeout = 100;
+    zmq_setsockopt(f->pull, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    bool recorded = false;
+    for (int i = 0; i < 100 && !recorded; i++) {
+        nerve_beacon_send_value(b, "/curve/refused", 1);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        assert_true(zmq_msg_recv(&m, f->pull, 0) < 0); /* never let through */
+        zmq_msg_close(&m);
+        recorded = access(path, F_OK) == 0;
+    }
+    assert_true(recorded);
+    nerve_zap_stats_t zs;
+    nerve_zap_stats(srv.zap, &zs);
+    assert_true(zs.refused_unknown >= 1);
+    /* Accepted: the beacon's next socket (after its pause) gets in. */
+    if (nerve_keys_accept(srv.sec.keys, pending, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    bool arrived = false;
+    for (int i = 0; i < 150 && !arrived; i++) { /* up to 15 s: the pauses are 1 s, 2 s, … */
+        nerve_beacon_send_value(b, "/curve/accepted", 2);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, f->pull, 0) >= 0) {
+            arrived = zmq_msg_size(&m) == strlen("/curve/accepted") &&
+                      memcmp(zmq_msg_data(&m), "/curve/accepted", zmq_msg_size(&m)) == 0;
+            if (zmq_msg_more(&m)) {
+                zmq_msg_t rest;
+                zmq_msg_init(&rest);
+                zmq_msg_recv(&rest, f->pull, 0);
+                zmq_msg_close(&rest);
+            }
+        }
+        zmq_msg_close(&m);
+    }
+    assert_true(arrived);
+    nerve_beacon_stats_t st;
+    nerve_beacon_stats(b, &st);
+    assert_true(st.dropped >= 1); /* what was sent while refused is counted, not hidden */
+    nerve_beacon_destroy(&b);
+    s_curve_stop(f, &srv);
+}
+
+static void test_beacon_curve_refuses_an_unsafe_keys_directory(void **state)
+{
+    fixture_t *f = *state;
+    char keys[128];
+    snprintf(keys, sizeof keys, "%s/open", f->dir);
+    assert_int_equal(mkdir(keys, 0700), 0);
+    assert_int_equal(chmod(keys, 0777), 0);
+    nerve_beacon_options_t o = {.keys = keys, .server_key = "manager"};
+    assert_null(nerve_beacon_new("tcp://127.0.0.1:1", &o));
+    /* IPC is never CURVE: the same options are fine there */
+    nerve_beacon_t *b = nerve_beacon_new(f->endpoint, &o);
+    assert_non_null(b);
+    nerve_beacon_destroy(&b);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
 
 int main(void)
@@ -717,6 +869,9 @@ int main(void)
     nerve_log_set_level(NERVE_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         T(test_beacon_send_decodes_with_the_codec),
+        T(test_beacon_curve_reaches_the_pinned_manager_with_its_own_key),
+        T(test_beacon_curve_refused_key_is_pending_then_gets_in_after_accept),
+        T(test_beacon_curve_refuses_an_unsafe_keys_directory),
         T(test_beacon_each_event_gets_a_fresh_random_id),
         T(test_beacon_send_value_sends_a_value_map),
         T(test_beacon_send_without_data_sends_an_empty_map),

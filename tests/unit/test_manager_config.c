@@ -121,7 +121,12 @@ static void test_manager_config_defaults_live_under_nerve_home(void **state)
     assert_int_equal(c->heartbeat_s, 5);
     assert_int_equal(c->worker_queue, 1024);
     assert_int_equal(c->map_size_mb, 1024);
-    assert_false(c->insecure);
+    assert_false(c->security.insecure); /* CURVE unless written out */
+    assert_false(c->security.auto_accept);
+    snprintf(want, sizeof want, "%s/keys", fx->home);
+    assert_string_equal(c->security.keys, want);
+    assert_string_equal(c->security.name, "manager");
+    assert_string_equal(c->publisher_key, "publisher");
     assert_true(c->rules_default); /* the manager may create it */
     assert_null(c->config_path);
 }
@@ -156,7 +161,8 @@ static void test_manager_config_reads_every_key(void **state)
                   "map_size_mb: 4096\n"
                   "log_level: debug\n"
                   "security: {curve: false, keys: /etc/nerve/keys, insecure: true,\n"
-                  "           auto_accept: false}\n");
+                  "           auto_accept: false}\n"
+                  "publisher_key: /etc/nerve/keys/publisher.pub\n");
     const manager_config_t *c = &fx->cfg;
     assert_string_equal(c->id, "mgr1");
     assert_string_equal(c->events, "tcp://*:9450");
@@ -175,7 +181,9 @@ static void test_manager_config_reads_every_key(void **state)
     assert_int_equal(c->worker_queue, 64);
     assert_int_equal(c->map_size_mb, 4096);
     assert_int_equal(nerve_log_get_level(), NERVE_LOG_DEBUG);
-    assert_true(c->insecure);
+    assert_true(c->security.insecure);
+    assert_string_equal(c->security.keys, "/etc/nerve/keys");
+    assert_string_equal(c->publisher_key, "/etc/nerve/keys/publisher.pub");
     assert_string_equal(c->config_path, fx->path);
 }
 
@@ -206,7 +214,7 @@ static void test_manager_config_unknown_key_fails_with_its_position(void **state
                  3, 1,
                  "unknown key 'event' (expected one of: id, events, publisher, control, tap, "
                  "rules, modules, data, commit_interval, metrics, heartbeat, worker_queue, "
-                 "map_size_mb, log_level, security)");
+                 "map_size_mb, log_level, security, publisher_key)");
 }
 
 static void test_manager_config_unknown_security_key_fails_with_its_position(void **state)
@@ -216,7 +224,7 @@ static void test_manager_config_unknown_security_key_fails_with_its_position(voi
                  "  curve: true\n"
                  "  insecrue: true\n",
                  3, 3,
-                 "unknown key 'insecrue' (expected one of: curve, keys, insecure, auto_accept)");
+                 "unknown key 'insecrue' (expected one of: curve, insecure, keys, auto_accept)");
 }
 
 static void test_manager_config_wrong_types_fail_with_their_position(void **state)
@@ -229,6 +237,9 @@ static void test_manager_config_wrong_types_fail_with_their_position(void **stat
                  "expected an integer between 1 and 1048576, got 'lots'");
     s_load_fails(fx, "log_level: loud\n", 1, 12, "log_level must be error, warn, info or debug");
     s_load_fails(fx, "security: {insecure: maybe}\n", 1, 22, "expected true or false, got 'maybe'");
+    s_load_fails(fx, "security: {curve: false}\n", 1, 19,
+                 "curve: false turns encryption and authentication off; write insecure: true "
+                 "as well to mean it");
     s_load_fails(fx, "modules: [/a, [/b]]\n", 1, 15, "expected a string, got a sequence");
     s_load_fails(fx,
                  "modules: [/1, /2, /3, /4, /5, /6, /7, /8, /9, /10, /11, /12, /13, /14, /15,\n"

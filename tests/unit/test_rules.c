@@ -781,8 +781,8 @@ static void test_rules_bad_template_in_args_fails_at_the_args(void **state)
                  "              data: {who: '{{evnt.host}}'}\n",
                  7, 15,
                  "reactions.eventer.fire_event: unknown reference 'evnt.host' at offset 0 "
-                 "(expected event.host, event.tag, event.id, event.data[.path], value[.path] "
-                 "or rule) (at 'data.who')");
+                 "(expected event.host, event.tag, event.id, event.data[.path], value[.path], "
+                 "rule or secret.NAME) (at 'data.who')");
 }
 
 static void test_rules_reaction_args_that_are_not_a_map_fail(void **state)
