@@ -27,6 +27,7 @@
 
 #include <nerve/error.h>
 #include <nerve/log.h>
+#include <nerve/metrics.h>
 #include <nerve/module.h>
 #include <nerve/value.h>
 
@@ -99,6 +100,8 @@ struct actor {
     uint64_t next_beat_ms;
     _Atomic int stop;
     actor_stats_t stats;
+    nerve_metrics_t *metrics; /* NULL when `metrics:` is off */
+    nerve_mtext_t *mtext;
 };
 
 static nerve_ratelimit_t s_rl_malformed = NERVE_RATELIMIT_INIT(1000);
@@ -375,8 +378,56 @@ static void s_heartbeat(actor_t *self, uint64_t now_ms)
         self->stats.heartbeats++;
 }
 
+static void s_render_metrics(actor_t *self)
+{
+    nerve_mtext_t *t = self->mtext;
+    const actor_stats_t *st = &self->stats;
+    pool_stats_t ps;
+    pool_stats(self->pool, &ps);
+    nerve_mtext_reset(t);
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } counters[] = {
+        {"nerve_actor_reactions_received_total", "Messages taken from the publisher.",
+         st->received},
+        {"nerve_actor_reactions_not_mine_total", "Messages on a topic not exactly ours: ignored.",
+         st->not_mine},
+        {"nerve_actor_reactions_expired_total", "Reactions past their deadline: dropped.",
+         st->expired},
+        {"nerve_actor_reactions_repeated_total",
+         "Repeats of a finished reaction: the result was sent again, nothing ran.",
+         st->repeats_done},
+        {"nerve_actor_reactions_submitted_total", "Reactions given to the workers.",
+         st->submitted},
+        {"nerve_actor_reactions_refused_total",
+         "Reactions answered ok:false without running (allow, queue full, unknown fn).",
+         st->refused},
+        {"nerve_actor_reactions_ok_total", "Reactions that ran and succeeded.", ps.ok},
+        {"nerve_actor_reactions_failed_total", "Reactions that ran and failed.", ps.failed},
+        {"nerve_actor_results_total", "Result events sent to the manager.", st->results},
+        {"nerve_actor_heartbeats_total", "Heartbeats sent.", st->heartbeats},
+        {"nerve_actor_send_dropped_total", "Messages the manager socket refused (queue full).",
+         st->send_dropped},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        nerve_mtext_counter(t, counters[i].name, counters[i].help, NULL, counters[i].v);
+    for (int r = 1; r < NERVE_WIRE_REASON_COUNT; r++)
+        nerve_mtext_counter(t, "nerve_actor_reactions_malformed_total",
+                            "Reactions the decoder refused, by reason.",
+                            NERVE_LABELS("reason", nerve_wire_reason_name((nerve_wire_reason_t)r)),
+                            st->malformed_by[r]);
+    nerve_mtext_gauge(t, "nerve_actor_reactions_queued", "Reactions waiting for a worker.", NULL,
+                      (double)ps.queued);
+    nerve_mtext_gauge(t, "nerve_actor_reactions_running", "Reactions running now.", NULL,
+                      (double)ps.running);
+    nerve_metrics_publish(self->metrics, t);
+}
+
 static void s_on_tick(actor_t *self, uint64_t now_ms)
 {
+    if (nerve_metrics_due(self->metrics, now_ms))
+        s_render_metrics(self);
     if (now_ms < self->next_beat_ms)
         return;
     s_heartbeat(self, now_ms);
@@ -706,6 +757,15 @@ actor_t *actor_new(const actor_config_t *cfg)
     };
     if (!(self->pool = pool_new(&pc)))
         goto fail;
+    if (cfg->metrics) {
+        char err[256];
+        self->metrics = nerve_metrics_start(cfg->metrics, err, sizeof err);
+        self->mtext = nerve_mtext_new();
+        if (!self->metrics || !self->mtext) {
+            NERVE_ERROR("actor", "metrics: %s", self->metrics ? "out of memory" : err);
+            goto fail;
+        }
+    }
     return self;
 fail:
     actor_destroy(&self);
@@ -784,6 +844,8 @@ void actor_destroy(actor_t **self_p)
     if (!self_p || !*self_p)
         return;
     actor_t *self = *self_p;
+    nerve_metrics_stop(&self->metrics);
+    nerve_mtext_destroy(&self->mtext);
     if (self->pool && pool_destroy(&self->pool, 0) != 0)
         self->pool_abandoned = true;
     s_link_close(self, &self->pub);

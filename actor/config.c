@@ -308,7 +308,7 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
     static const char *const keys[] = {
         "id",       "groups",        "publisher",   "manager", "modules",   "heartbeat",
         "allow",    "workers",       "queue",       "timeout", "systemctl", "log_level",
-        "security", "publisher_key", "manager_key", "secrets", NULL};
+        "security", "publisher_key", "manager_key", "secrets", "metrics", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : s_str(root, "id", &cfg->id, err);
     if (rc == 0 && nerve_conf_get(root, "id") && !actor_name_ok(cfg->id, ACTOR_ID_MAX))
@@ -333,6 +333,7 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
     rc = rc ? rc : s_str(root, "publisher_key", &cfg->publisher_key, err);
     rc = rc ? rc : s_str(root, "manager_key", &cfg->manager_key, err);
     rc = rc ? rc : s_str(root, "secrets", &cfg->secrets, err);
+    rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);
     nerve_conf_destroy(&root);
     return rc;
 }
@@ -340,7 +341,8 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
 void actor_config_free(actor_config_t *cfg)
 {
     char **strs[] = {&cfg->id,          &cfg->publisher,     &cfg->manager,     &cfg->systemctl,
-                     &cfg->config_path, &cfg->publisher_key, &cfg->manager_key, &cfg->secrets};
+                     &cfg->config_path, &cfg->publisher_key, &cfg->manager_key, &cfg->secrets,
+                     &cfg->metrics};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

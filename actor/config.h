@@ -68,6 +68,7 @@ typedef struct actor_config {
     char *publisher_key;       /* pinned on the SUB (default "publisher") */
     char *manager_key;         /* pinned on the PUSH (default "manager") */
     char *secrets;             /* the secrets file, or NULL */
+    char *metrics;             /* host:port for Prometheus /metrics, or NULL (off) */
     char *config_path; /* the file read, or NULL for defaults */
 } actor_config_t;
 

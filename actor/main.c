@@ -45,6 +45,7 @@ static void s_usage(FILE *out)
         "      --workers N          reaction threads (default 4)\n"
         "      --queue N            reactions waiting for a thread, at most (default 256)\n"
         "      --timeout DUR        time limit of one reaction (default 60s)\n"
+        "      --metrics HOST:PORT  Prometheus /metrics (off by default)\n"
         "      --systemctl PATH     systemctl used by reactions.service.* (default "
         "/usr/bin/systemctl)\n"
         "      --log-level LEVEL    error, warn, info (default) or debug\n"
@@ -88,6 +89,7 @@ enum {
     OPT_QUEUE,
     OPT_TIMEOUT,
     OPT_SYSTEMCTL,
+    OPT_METRICS,
     OPT_LOG,
     OPT_CHECK,
 };
@@ -146,6 +148,9 @@ static int s_flag(actor_config_t *cfg, int c, const char *arg, bool *groups_rese
         break;
     case OPT_SYSTEMCTL:
         rc = actor_config_set(&cfg->systemctl, arg);
+        break;
+    case OPT_METRICS:
+        rc = actor_config_set(&cfg->metrics, arg);
         break;
     case OPT_CHECK:
         *check = true;
@@ -249,6 +254,7 @@ int main(int argc, char **argv)
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"systemctl", required_argument, NULL, OPT_SYSTEMCTL},
+        {"metrics", required_argument, NULL, OPT_METRICS},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"check", no_argument, NULL, OPT_CHECK},
         {"help", no_argument, NULL, 'h'},

@@ -245,7 +245,8 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
         return rc;
     }
     static const char *const keys[] = {"manager",   "host",     "modules",     "interval", "hwm",
-                                       "log_level", "security", "manager_key", "beacons",  NULL};
+                                       "log_level", "security", "manager_key", "beacons",
+                                       "metrics",   NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : s_str(root, "manager", &cfg->manager, err);
     rc = rc ? rc : s_str(root, "host", &cfg->host, err);
@@ -257,6 +258,7 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
     rc = rc ? rc : s_modules(root, cfg, err);
     rc = rc ? rc : s_security(root, cfg, err);
     rc = rc ? rc : s_str(root, "manager_key", &cfg->manager_key, err);
+    rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);
     if (rc == 0 && (n = nerve_conf_get(root, "interval")))
         rc = s_duration(n, &cfg->interval_ms, err);
     int64_t v;
@@ -283,6 +285,7 @@ void beacond_config_free(beacond_config_t *cfg)
     free(cfg->host);
     free(cfg->config_path);
     free(cfg->manager_key);
+    free(cfg->metrics);
     cfg->manager = cfg->host = cfg->config_path = cfg->manager_key = NULL;
     for (size_t i = 0; i < cfg->nmodules; i++)
         free(cfg->modules[i]);

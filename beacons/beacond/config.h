@@ -63,6 +63,7 @@ typedef struct beacond_config {
     int hwm;
     nerve_security_t security; /* own key name "beacond" */
     char *manager_key;         /* pinned (default "manager") */
+    char *metrics;             /* host:port for Prometheus /metrics, or NULL (off) */
     bool check_only;           /* --check: resolve and prepare, never connect */
     beacond_beacon_conf_t *beacons;
     size_t nbeacons;

@@ -11,6 +11,7 @@
 
 #include <nerve/daemon.h>
 #include <nerve/log.h>
+#include <nerve/metrics.h>
 
 #include <getopt.h>
 #include <signal.h>
@@ -30,6 +31,7 @@ static void s_usage(FILE *out)
         "  -c, --config FILE      config file (default /etc/nerve/beacond.yaml if present)\n"
         "      --manager EP       the manager's events endpoint (default tcp://127.0.0.1:7450)\n"
         "      --host NAME        host id in events and default tags (default: hostname)\n"
+        "      --metrics HOST:PORT  Prometheus /metrics (off by default)\n"
         "      --modules DIR      module directory; repeat for a search path\n"
         "      --log-level LEVEL  error, warn, info (default) or debug\n"
         "      --check            load the config, resolve and prepare every beacon, exit\n"
@@ -63,12 +65,13 @@ static void s_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-enum { OPT_MANAGER = 256, OPT_HOST, OPT_MODULES, OPT_LOG, OPT_CHECK, OPT_ONCE };
+enum { OPT_MANAGER = 256, OPT_HOST, OPT_MODULES, OPT_LOG, OPT_CHECK, OPT_ONCE, OPT_METRICS };
 
 static const struct option s_opts[] = {
     {"config", required_argument, NULL, 'c'},
     {"manager", required_argument, NULL, OPT_MANAGER},
     {"host", required_argument, NULL, OPT_HOST},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"modules", required_argument, NULL, OPT_MODULES},
     {"log-level", required_argument, NULL, OPT_LOG},
     {"check", no_argument, NULL, OPT_CHECK},
@@ -99,6 +102,9 @@ static int s_load(int argc, char **argv, flags_t *flags, beacond_config_t *cfg)
     while ((c = getopt_long(argc, argv, "c:hV", s_opts, NULL)) != -1) {
         switch (c) {
         case 'c':
+            break;
+        case OPT_METRICS:
+            beacond_config_set(&cfg->metrics, optarg);
             break;
         case OPT_MANAGER:
             beacond_config_set(&cfg->manager, optarg);
@@ -148,6 +154,9 @@ static int s_load(int argc, char **argv, flags_t *flags, beacond_config_t *cfg)
     return 0;
 }
 
+/*  /metrics outlives reloads: each new scheduler renders into it. */
+static nerve_metrics_t *s_metrics;
+
 /*  SIGHUP: a new scheduler from the re-read config, or the old one kept. */
 static void s_reload(int argc, char **argv, flags_t *flags, beacond_t **running)
 {
@@ -162,6 +171,7 @@ static void s_reload(int argc, char **argv, flags_t *flags, beacond_t **running)
         beacond_report_reload_failure(*running, err);
         return;
     }
+    beacond_set_metrics(next, s_metrics);
     beacond_destroy(running);
     *running = next;
     NERVE_INFO("beacond", "reloaded: %zu beacons", beacond_count(next));
@@ -194,6 +204,13 @@ int main(int argc, char **argv)
         nerve_security_warn("beacond", &cfg.security);
     beacond_t *self = beacond_new(&cfg, err, sizeof err);
     char *manager = strdup(cfg.manager ? cfg.manager : "");
+    if (self && cfg.metrics && !flags.check && !flags.once) {
+        s_metrics = nerve_metrics_start(cfg.metrics, err, sizeof err);
+        if (!s_metrics)
+            beacond_destroy(&self);
+        else
+            beacond_set_metrics(self, s_metrics);
+    }
     beacond_config_free(&cfg);
     if (!self) {
         NERVE_ERROR("beacond", "%s", err);
@@ -228,6 +245,7 @@ int main(int argc, char **argv)
                (unsigned long long)st.emitted, (unsigned long long)st.suppressed,
                (unsigned long long)st.dropped);
     beacond_destroy(&self);
+    nerve_metrics_stop(&s_metrics);
     free(manager);
     return rc;
 }

@@ -22,6 +22,7 @@
 #include <nerve/beacon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
+#include <nerve/metrics.h>
 #include <nerve/module.h>
 #include <nerve/value.h>
 #include <nerve/wire.h>
@@ -81,6 +82,8 @@ struct beacond {
     beacond_entry_t *entries;
     size_t n;
     beacond_stats_t stats;
+    nerve_metrics_t *metrics; /* not owned */
+    nerve_mtext_t *mtext;
 };
 
 static volatile sig_atomic_t s_stop;
@@ -315,9 +318,39 @@ static int s_run_entry(beacond_entry_t *e)
     return rc;
 }
 
+void beacond_set_metrics(beacond_t *self, nerve_metrics_t *m)
+{
+    self->metrics = m;
+    if (m && !self->mtext)
+        self->mtext = nerve_mtext_new();
+}
+
+static void s_render_metrics(beacond_t *self)
+{
+    nerve_mtext_t *t = self->mtext;
+    if (!t)
+        return;
+    nerve_mtext_reset(t);
+    nerve_mtext_counter(t, "nerve_beacond_runs_total", "Beacon function calls.", NULL,
+                        self->stats.runs);
+    nerve_mtext_counter(t, "nerve_beacond_failures_total", "Beacon calls that failed.", NULL,
+                        self->stats.failures);
+    nerve_mtext_counter(t, "nerve_beacond_events_total", "Events handed to the manager link.",
+                        NULL, self->stats.emitted);
+    nerve_mtext_counter(t, "nerve_beacond_suppressed_total", "Events onchange held back.", NULL,
+                        self->stats.suppressed);
+    nerve_mtext_counter(t, "nerve_beacond_dropped_total",
+                        "Events dropped: the queue to the manager was full.", NULL,
+                        self->stats.dropped);
+    nerve_mtext_gauge(t, "nerve_beacond_beacons", "Beacons configured.", NULL, (double)self->n);
+    nerve_metrics_publish(self->metrics, t);
+}
+
 int beacond_run(beacond_t *self)
 {
     while (!s_stop) {
+        if (nerve_metrics_due(self->metrics, nerve_clock_mono_ms()))
+            s_render_metrics(self);
         if (s_hup) {
             s_hup = 0;
             return BEACOND_RELOAD;
@@ -341,6 +374,11 @@ int beacond_run(beacond_t *self)
         if (s_stop || s_hup)
             continue;
         uint64_t now = nerve_clock_mono_ms();
+        if (self->metrics) {
+            uint64_t due = nerve_metrics_next_ms(self->metrics, now);
+            if (due < wake)
+                wake = due;
+        }
         int timeout = wake == UINT64_MAX     ? -1
                       : wake <= now          ? 0
                       : wake - now > INT_MAX ? INT_MAX
@@ -524,6 +562,7 @@ void beacond_destroy(beacond_t **self_p)
         free(e->slots);
     }
     free(self->entries);
+    nerve_mtext_destroy(&self->mtext);
     nerve_modset_destroy(&self->mods); /* after release(): it lives in them */
     nerve_beacon_destroy(&self->out);
     if (self->params_zone)

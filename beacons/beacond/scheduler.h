@@ -52,6 +52,12 @@ size_t beacond_run_once(beacond_t *self);
     the old configuration running). */
 void beacond_report_reload_failure(beacond_t *self, const char *why);
 
+/*  Serves this scheduler's counters at /metrics through m (not owned; it
+    outlives reloads, which make a new scheduler): rendered by
+    beacond_run() at most once a second. NULL turns it off. */
+struct nerve_metrics;
+void beacond_set_metrics(beacond_t *self, struct nerve_metrics *m);
+
 /*  Counters since beacond_new(). */
 typedef struct beacond_stats {
     uint64_t runs;       /* beacon function calls */
