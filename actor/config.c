@@ -29,16 +29,7 @@ int actor_config_set(char **slot, const char *value)
 
 bool actor_name_ok(const char *name, size_t max)
 {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-' || c == ':' || c == '@'))
-            return false;
-    }
-    return true;
+    return nerve_name_ok(name, max);
 }
 
 int actor_config_defaults(actor_config_t *cfg)
@@ -286,17 +277,12 @@ static int s_log_level(const nerve_conf_t *root, nerve_conf_error_t *err)
 
 int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t *err)
 {
-    memset(err, 0, sizeof *err);
-    if (!path) {
-        if (access(DEFAULT_CONFIG, F_OK) != 0)
-            return 0;
-        path = DEFAULT_CONFIG;
-    }
-    nerve_conf_t *root = NULL;
-    int rc = nerve_conf_load(path, &root, err);
-    if (rc != 0)
+    nerve_conf_t *root;
+    const char *used;
+    int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
+    if (rc != 0 || !used)
         return rc;
-    if ((rc = actor_config_set(&cfg->config_path, path)) != 0 || !root) {
+    if ((rc = actor_config_set(&cfg->config_path, used)) != 0 || !root) {
         nerve_conf_destroy(&root);
         return rc;
     }

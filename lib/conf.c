@@ -1211,3 +1211,20 @@ int nerve_conf_to_obj(const nerve_conf_t *node, msgpack_zone *zone,
   out->via.map.ptr = kv;
   return 0;
 }
+
+int nerve_conf_load_daemon(const char *path, const char *default_path, nerve_conf_t **root,
+                           const char **used, nerve_conf_error_t *err)
+{
+    memset(err, 0, sizeof *err);
+    *root = NULL;
+    *used = NULL;
+    if (!path) {
+        if (!default_path || access(default_path, F_OK) != 0)
+            return 0;
+        path = default_path;
+    }
+    int rc = nerve_conf_load(path, root, err);
+    if (rc == 0)
+        *used = path;
+    return rc;
+}

@@ -145,3 +145,17 @@ const char *nerve_hostname(void)
     }
     return name;
 }
+
+bool nerve_name_ok(const char *name, size_t max)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == ':' || c == '@'))
+            return false;
+    }
+    return true;
+}

@@ -98,20 +98,14 @@ static int s_security(const nerve_conf_t *root, manager_config_t *cfg, nerve_con
 
 int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_error_t *err)
 {
-    memset(err, 0, sizeof *err);
-    if (!path) {
-        if (access(DEFAULT_CONFIG, F_OK) != 0)
-            return 0;
-        path = DEFAULT_CONFIG;
-    }
-    nerve_conf_t *root = NULL;
-    int rc = nerve_conf_load(path, &root, err);
-    if (rc != 0)
+    nerve_conf_t *root;
+    const char *used;
+    int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
+    if (rc != 0 || !used)
         return rc;
-    manager_config_set(&cfg->config_path, path);
-    if (!root) {
+    manager_config_set(&cfg->config_path, used);
+    if (!root)
         return 0;
-    }
     static const char *const keys[] = {
         "id",          "events",    "publisher",       "control",       "tap",       "rules",
         "modules",     "data",      "commit_interval", "metrics",       "heartbeat", "worker_queue",

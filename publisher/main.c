@@ -74,14 +74,9 @@ static int s_defaults(relay_config_t *cfg)
 
 static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err)
 {
-    memset(err, 0, sizeof *err);
-    if (!path) {
-        if (access(DEFAULT_CONFIG, F_OK) != 0)
-            return 0;
-        path = DEFAULT_CONFIG;
-    }
-    nerve_conf_t *root = NULL;
-    int rc = nerve_conf_load(path, &root, err);
+    nerve_conf_t *root;
+    const char *used;
+    int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
     if (rc != 0 || !root)
         return rc;
     static const char *const keys[] = {"input", "output", "control", "hwm", "log_level",

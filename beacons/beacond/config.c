@@ -33,16 +33,7 @@ int beacond_config_set(char **slot, const char *value)
 
 bool beacond_host_ok(const char *host)
 {
-    size_t n = host ? strlen(host) : 0;
-    if (n == 0 || n > BEACOND_HOST_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = host[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-' || c == ':' || c == '@'))
-            return false;
-    }
-    return true;
+    return nerve_name_ok(host, BEACOND_HOST_MAX);
 }
 
 int beacond_config_defaults(beacond_config_t *cfg)
@@ -227,17 +218,12 @@ static int s_security(const nerve_conf_t *root, beacond_config_t *cfg, nerve_con
 
 int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_error_t *err)
 {
-    memset(err, 0, sizeof *err);
-    if (!path) {
-        if (access(DEFAULT_CONFIG, F_OK) != 0)
-            return 0;
-        path = DEFAULT_CONFIG;
-    }
-    nerve_conf_t *root = NULL;
-    int rc = nerve_conf_load(path, &root, err);
-    if (rc != 0)
+    nerve_conf_t *root;
+    const char *used;
+    int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
+    if (rc != 0 || !used)
         return rc;
-    if ((rc = beacond_config_set(&cfg->config_path, path)) != 0 || !root)
+    if ((rc = beacond_config_set(&cfg->config_path, used)) != 0 || !root)
         return rc;
     if (root->type != NERVE_CONF_MAP) {
         rc = nerve_conf_fail(root, err, "expected a map of beacond settings");

@@ -62,6 +62,14 @@ typedef struct nerve_conf_error {
     (syntax, duplicate key, non-scalar key) with *err filled. */
 int nerve_conf_load(const char *path, nerve_conf_t **root, nerve_conf_error_t *err);
 
+/*  Opens a daemon's config file: `path` when given (it must exist), else
+    `default_path` when that file exists. Returns 0 with *root NULL when
+    there is nothing to read (the daemon runs on built-in defaults) or the
+    file is empty; *used is set to the path read, or NULL. Errors as
+    nerve_conf_load. */
+int nerve_conf_load_daemon(const char *path, const char *default_path, nerve_conf_t **root,
+                           const char **used, nerve_conf_error_t *err);
+
 /*  Same from a string; `name` stands for the file in positions. */
 int nerve_conf_parse(const char *name, const char *text, size_t len, nerve_conf_t **root,
                      nerve_conf_error_t *err);

@@ -9,6 +9,7 @@
 #ifndef NERVE_PATHS_H
 #define NERVE_PATHS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -36,6 +37,10 @@ int nerve_ipc_dir_prepare(const char *endpoint, char *err, size_t errsize);
     installed system directory. Writes up to `max` malloc'd strings into
     dirs and returns how many (the caller frees them). */
 size_t nerve_default_module_dirs(char **dirs, size_t max);
+
+/*  True if `name` is 1–max bytes of letters, digits and . _ - : @ — the
+    names that become topic and tag segments (actor ids, groups, hosts). */
+bool nerve_name_ok(const char *name, size_t max);
 
 /*  This machine's host name (cached), for ids. */
 const char *nerve_hostname(void);

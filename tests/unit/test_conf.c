@@ -777,6 +777,30 @@ static void test_conf_load_missing_file_is_enoent_with_the_path(void **state)
     assert_non_null(strstr(err.message, "is a directory"));
 }
 
+static void test_conf_load_daemon_uses_the_default_only_when_it_exists(void **state)
+{
+    char missing[128], present[128];
+    snprintf(missing, sizeof missing, "%s/no-such-default.yaml", s_dir);
+    snprintf(present, sizeof present, "%s/daemon.yaml", s_dir);
+    s_write(present, "events: tcp://*:7450\n");
+    nerve_conf_t *root;
+    const char *used;
+    nerve_conf_error_t err;
+    /* No -c and no default file: built-in defaults, nothing read. */
+    assert_int_equal(nerve_conf_load_daemon(NULL, missing, &root, &used, &err), 0);
+    assert_null(root);
+    assert_null(used);
+    /* No -c, the default exists: it is read. */
+    assert_int_equal(nerve_conf_load_daemon(NULL, present, &root, &used, &err), 0);
+    assert_string_equal(used, present);
+    assert_string_equal(nerve_conf_get(root, "events")->text, "tcp://*:7450");
+    nerve_conf_destroy(&root);
+    /* -c names a file that is not there: an error, not silent defaults. */
+    assert_int_equal(nerve_conf_load_daemon(missing, present, &root, &used, &err), NERVE_ENOENT);
+    assert_null(used);
+    unlink(present);
+}
+
 static void test_conf_load_reads_files_and_names_them_in_positions(void **state)
 {
     char path[128];
@@ -837,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_conf_check_keys_names_unknown_key_and_expected_list),
         cmocka_unit_test(test_conf_fail_formats_file_line_column),
         cmocka_unit_test(test_conf_load_missing_file_is_enoent_with_the_path),
+        cmocka_unit_test(test_conf_load_daemon_uses_the_default_only_when_it_exists),
         cmocka_unit_test(test_conf_load_reads_files_and_names_them_in_positions),
     };
     return cmocka_run_group_tests(tests, s_tmpdir_setup, s_tmpdir_teardown);
