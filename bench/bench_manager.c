@@ -495,7 +495,15 @@ static int s_status_recv(void *dealer, int timeout_ms, msgpack_unpacked *out, co
     status[len < (int)sizeof status ? len : (int)sizeof status - 1] = '\0';
     msgpack_unpacked_destroy(out);
     msgpack_unpacked_init(out);
-    if (msgpack_unpack_next(out, zmq_msg_data(&body), zmq_msg_size(&body), NULL) !=
+    /*  Unpacked strings point into the bytes they came from: keep a copy
+        that outlives the frame (until the next reply). */
+    static char *s_body;
+    free(s_body);
+    s_body = malloc(zmq_msg_size(&body) ? zmq_msg_size(&body) : 1);
+    if (!s_body)
+        goto done;
+    memcpy(s_body, zmq_msg_data(&body), zmq_msg_size(&body));
+    if (msgpack_unpack_next(out, s_body, zmq_msg_size(&body), NULL) !=
             MSGPACK_UNPACK_SUCCESS ||
         out->data.type != MSGPACK_OBJECT_MAP) {
         fprintf(stderr, "bench_manager: %s: control reply is not a msgpack map\n", who);
