@@ -86,6 +86,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#define BENCH_NAME "bench_latency"
+#include "benchlib.h"
+
 #define S_RATE      10000
 #define S_SECONDS   10
 #define S_PAIRS_MAX 30           /* phases alternate raw, nerve: one pair per second a side */
@@ -598,74 +601,6 @@ static void s_raw_stop(raw_t *self)
 
 /* ---------------------------------------------------------------- daemons */
 
-typedef struct daemon {
-    const char *name;
-    pid_t pid;
-    char log[PATH_MAX];
-} daemon_t;
-
-/*  Starts argv[0] with stdout and stderr to self->log, NERVE_HOME set to
-    the scratch dir, and SIGTERM on our death. */
-static int s_spawn(daemon_t *self, const char *home, char *const argv[])
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "bench_latency: fork: %s\n", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(self->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        setenv("NERVE_HOME", home, 1);
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    self->pid = pid;
-    return 0;
-}
-
-/*  True while the daemon runs; when it has exited, says how. */
-static bool s_alive(daemon_t *self)
-{
-    if (self->pid <= 0)
-        return false;
-    int status;
-    pid_t r = waitpid(self->pid, &status, WNOHANG);
-    if (r == 0)
-        return true;
-    if (r == self->pid) {
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "bench_latency: %s died of signal %d\n", self->name, WTERMSIG(status));
-        else
-            fprintf(stderr, "bench_latency: %s exited with %d\n", self->name, WEXITSTATUS(status));
-    }
-    self->pid = 0;
-    return false;
-}
-
-static void s_show_log(const daemon_t *self)
-{
-    FILE *f = fopen(self->log, "r");
-    if (!f)
-        return;
-    char line[1024];
-    for (int lines = 0; fgets(line, sizeof line, f) && lines < 40; lines++) {
-        if (lines == 0)
-            fprintf(stderr, "bench_latency: %s's log (%s):\n", self->name, self->log);
-        fprintf(stderr, "  %s", line);
-    }
-    fclose(f);
-}
-
 /*  Prints the actor's last words, its counters ("stopped: N received, N
     run, N refused, …"): they say where a lost reaction went. */
 static void s_print_stopped(const daemon_t *self)
@@ -679,29 +614,6 @@ static void s_print_stopped(const daemon_t *self)
         fclose(f);
     if (last[0])
         printf("  %s %s", self->name, last);
-}
-
-/*  SIGTERM, then SIGKILL if it has not exited within 5 s. Returns the exit
-    code (0 for a clean stop), or -1. */
-static int s_stop(daemon_t *self)
-{
-    if (self->pid <= 0)
-        return -1;
-    kill(self->pid, SIGTERM);
-    int status = 0;
-    uint64_t deadline = nerve_clock_mono_ms() + 5000;
-    pid_t r;
-    while ((r = waitpid(self->pid, &status, WNOHANG)) == 0 && nerve_clock_mono_ms() < deadline) {
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    if (r == 0) {
-        fprintf(stderr, "bench_latency: %s ignored SIGTERM for 5 s; killing it\n", self->name);
-        kill(self->pid, SIGKILL);
-        waitpid(self->pid, &status, 0);
-    }
-    self->pid = 0;
-    return r == 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /*  The three daemons, for liveness checks while waiting. */
@@ -755,79 +667,6 @@ static uint64_t s_raw_cpu_us(const raw_t *self)
 
 /* ---------------------------------------------------------------- control */
 
-/*  A decoded control reply. The strings in `u` point into `body`, which
-    is kept until the next reply (or s_reply_destroy). */
-typedef struct reply {
-    msgpack_unpacked u;
-    char *body;
-} reply_t;
-
-static void s_reply_init(reply_t *self)
-{
-    msgpack_unpacked_init(&self->u);
-    self->body = NULL;
-}
-
-static void s_reply_destroy(reply_t *self)
-{
-    msgpack_unpacked_destroy(&self->u);
-    free(self->body);
-    self->body = NULL;
-}
-
-/*  "status" with an empty map (manager/control.h; the publisher answers the
-    same verb). */
-static int s_status_send(void *dealer)
-{
-    static const uint8_t empty_map = 0x80;
-    if (zmq_send(dealer, "status", 6, ZMQ_SNDMORE) < 0 || zmq_send(dealer, &empty_map, 1, 0) < 0) {
-        fprintf(stderr, "bench_latency: control send: %s\n", zmq_strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/*  Reads one answer into *out. Returns 0, 1 when none came within
-    timeout_ms (the request stays outstanding), or -1. */
-static int s_status_recv(void *dealer, int timeout_ms, reply_t *out, const char *who)
-{
-    zmq_pollitem_t item = {dealer, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&item, 1, timeout_ms);
-    if (n <= 0)
-        return n == 0 || errno == EINTR ? 1 : -1;
-    zmq_msg_t parts[2];
-    int nparts = s_recv_msg(dealer, parts);
-    int rc = -1;
-    if (nparts != 2) {
-        fprintf(stderr, "bench_latency: %s: malformed control reply\n", who);
-        goto done;
-    }
-    s_reply_destroy(out);
-    s_reply_init(out);
-    size_t size = zmq_msg_size(&parts[1]);
-    if (!(out->body = malloc(size ? size : 1))) {
-        fprintf(stderr, "bench_latency: out of memory\n");
-        goto done;
-    }
-    memcpy(out->body, zmq_msg_data(&parts[1]), size);
-    if (msgpack_unpack_next(&out->u, out->body, size, NULL) != MSGPACK_UNPACK_SUCCESS ||
-        out->u.data.type != MSGPACK_OBJECT_MAP) {
-        fprintf(stderr, "bench_latency: %s: control reply is not a msgpack map\n", who);
-        goto done;
-    }
-    if (zmq_msg_size(&parts[0]) != 2 || memcmp(zmq_msg_data(&parts[0]), "ok", 2) != 0) {
-        char text[512];
-        fprintf(stderr, "bench_latency: %s: status: %s\n", who,
-                nerve_obj_format(&out->u.data, text, sizeof text));
-        goto done;
-    }
-    rc = 0;
-done:
-    for (int i = 0; i < nparts; i++)
-        zmq_msg_close(&parts[i]);
-    return rc;
-}
-
 /*  Asks for status once and waits for the answer: until the daemon
     answers (at start the DEALER connects once it has bound), dies, or
     S_READY_MS pass. */
@@ -848,12 +687,6 @@ static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out)
             return -1;
         }
     }
-}
-
-static uint64_t s_u64(const reply_t *st, const char *path)
-{
-    const msgpack_object *o = nerve_obj_path(&st->u.data, path);
-    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
 }
 
 /*  A TCP port free on 127.0.0.1 right now, for a daemon to bind (the

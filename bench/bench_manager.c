@@ -69,6 +69,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#define BENCH_NAME "bench_manager"
+#include "benchlib.h"
+
 #define S_HOSTS        1000
 #define S_METRICS      100
 #define S_POOL         (S_HOSTS * S_METRICS) /* one message per (metric, host) */
@@ -89,9 +92,6 @@ static void s_on_signal(int sig)
 {
     s_interrupted = 1;
 }
-
-typedef struct daemon daemon_t;
-static bool s_alive(daemon_t *self);
 
 /* ------------------------------------------------------------------ events */
 
@@ -359,171 +359,11 @@ done:
     return rc;
 }
 
-/* ----------------------------------------------------------------- daemons */
-
-struct daemon {
-    const char *name;
-    pid_t pid;
-    char log[PATH_MAX];
-};
-
-/*  Starts argv[0] with stdout and stderr to self->log, NERVE_HOME set to
-    the scratch dir, and SIGTERM on our death. */
-static int s_spawn(daemon_t *self, const char *home, char *const argv[])
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "bench_manager: fork: %s\n", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(self->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-            close(fd);
-        }
-        setenv("NERVE_HOME", home, 1);
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    self->pid = pid;
-    return 0;
-}
-
-/*  True while the daemon runs; when it has exited, says how. */
-static bool s_alive(daemon_t *self)
-{
-    if (self->pid <= 0)
-        return false;
-    int status;
-    pid_t r = waitpid(self->pid, &status, WNOHANG);
-    if (r == 0)
-        return true;
-    if (r == self->pid) {
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "bench_manager: %s died of signal %d\n", self->name, WTERMSIG(status));
-        else
-            fprintf(stderr, "bench_manager: %s exited with %d\n", self->name, WEXITSTATUS(status));
-    }
-    self->pid = 0;
-    return false;
-}
-
-static void s_show_log(const daemon_t *self)
-{
-    FILE *f = fopen(self->log, "r");
-    if (!f)
-        return;
-    char line[1024];
-    for (int lines = 0; fgets(line, sizeof line, f) && lines < 40; lines++) {
-        if (lines == 0)
-            fprintf(stderr, "bench_manager: %s's log (%s):\n", self->name, self->log);
-        fprintf(stderr, "  %s", line);
-    }
-    fclose(f);
-}
-
-/*  SIGTERM, then SIGKILL if it has not exited within 5 s. Returns the exit
-    code (0 for a clean stop), or -1. */
-static int s_stop(daemon_t *self)
-{
-    if (self->pid <= 0)
-        return -1;
-    kill(self->pid, SIGTERM);
-    int status = 0;
-    uint64_t deadline = nerve_clock_mono_ms() + 5000;
-    pid_t r;
-    while ((r = waitpid(self->pid, &status, WNOHANG)) == 0 && nerve_clock_mono_ms() < deadline) {
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    if (r == 0) {
-        fprintf(stderr, "bench_manager: %s ignored SIGTERM for 5 s; killing it\n", self->name);
-        kill(self->pid, SIGKILL);
-        waitpid(self->pid, &status, 0);
-        status = -1;
-    }
-    self->pid = 0;
-    return r == 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* ----------------------------------------------------------------- control */
-
-/*  Asks for "status" (no arguments; the control protocol is in
-    manager/control.h, and the publisher answers the same verb). */
-static int s_status_send(void *dealer)
-{
-    static const uint8_t empty_map = 0x80;
-    if (zmq_send(dealer, "status", 6, ZMQ_SNDMORE) < 0 || zmq_send(dealer, &empty_map, 1, 0) < 0) {
-        fprintf(stderr, "bench_manager: control send: %s\n", zmq_strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-/*  Reads the answer: its body is unpacked into *out when the status frame
-    is "ok". Returns 0, 1 when no answer came within timeout_ms (the
-    request stays outstanding and its answer is the next one read), or -1. */
-static int s_status_recv(void *dealer, int timeout_ms, msgpack_unpacked *out, const char *who)
-{
-    zmq_pollitem_t item = {dealer, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&item, 1, timeout_ms);
-    if (n < 0) {
-        fprintf(stderr, "bench_manager: poll: %s\n", zmq_strerror(errno));
-        return -1;
-    }
-    if (n == 0)
-        return 1;
-    char status[8] = "";
-    zmq_msg_t body;
-    zmq_msg_init(&body);
-    int len = zmq_recv(dealer, status, sizeof status - 1, 0);
-    int more = 0;
-    size_t sz = sizeof more;
-    zmq_getsockopt(dealer, ZMQ_RCVMORE, &more, &sz);
-    int rc = -1;
-    if (len < 0 || !more || zmq_msg_recv(&body, dealer, 0) < 0) {
-        fprintf(stderr, "bench_manager: %s: malformed control reply\n", who);
-        goto done;
-    }
-    status[len < (int)sizeof status ? len : (int)sizeof status - 1] = '\0';
-    msgpack_unpacked_destroy(out);
-    msgpack_unpacked_init(out);
-    /*  Unpacked strings point into the bytes they came from: keep a copy
-        that outlives the frame (until the next reply). */
-    static char *s_body;
-    free(s_body);
-    s_body = malloc(zmq_msg_size(&body) ? zmq_msg_size(&body) : 1);
-    if (!s_body)
-        goto done;
-    memcpy(s_body, zmq_msg_data(&body), zmq_msg_size(&body));
-    if (msgpack_unpack_next(out, s_body, zmq_msg_size(&body), NULL) !=
-            MSGPACK_UNPACK_SUCCESS ||
-        out->data.type != MSGPACK_OBJECT_MAP) {
-        fprintf(stderr, "bench_manager: %s: control reply is not a msgpack map\n", who);
-        goto done;
-    }
-    if (strcmp(status, "ok") != 0) {
-        char text[512];
-        fprintf(stderr, "bench_manager: %s: status: %s\n", who,
-                nerve_obj_format(&out->data, text, sizeof text));
-        goto done;
-    }
-    rc = 0;
-done:
-    zmq_msg_close(&body);
-    return rc;
-}
 
 /*  Asks until the daemon answers (it may not have bound yet: the DEALER
     connects when it does) or has died or S_READY_MS passed. */
-static int s_wait_ready(void *dealer, daemon_t *d, msgpack_unpacked *out)
+static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out)
 {
     if (s_status_send(dealer) != 0)
         return -1;
@@ -542,20 +382,13 @@ static int s_wait_ready(void *dealer, daemon_t *d, msgpack_unpacked *out)
     }
 }
 
-/*  The status reply's counter at a dotted path, 0 if absent. */
-static uint64_t s_u64(const msgpack_unpacked *st, const char *path)
-{
-    const msgpack_object *o = nerve_obj_path(&st->data, path);
-    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
-}
-
 /*  Asks the manager for status until events.accepted reaches `target`.
     Between answers it waits 1 ms, so polling costs the engine ~1,000
     small requests a second (<1% of it) and the end time is known to
     about a millisecond. Fails when the manager dies, rejects events or
     makes no progress for S_STALL_MS. Returns 0 with *at_ns the time the
     answer came. */
-static int s_wait_accepted(void *dealer, daemon_t *mgr, uint64_t target, msgpack_unpacked *st,
+static int s_wait_accepted(void *dealer, daemon_t *mgr, uint64_t target, reply_t *st,
                            uint64_t *at_ns)
 {
     uint64_t last = UINT64_MAX, last_change = nerve_clock_mono_ms();
@@ -584,7 +417,7 @@ static int s_wait_accepted(void *dealer, daemon_t *mgr, uint64_t target, msgpack
         uint64_t rejected = s_u64(st, "events.rejected");
         if (rejected) {
             char text[512];
-            const msgpack_object *by = nerve_obj_path(&st->data, "events.rejected_by");
+            const msgpack_object *by = nerve_obj_path(&st->u.data, "events.rejected_by");
             fprintf(stderr, "bench_manager: the manager rejected %llu events: %s\n",
                     (unsigned long long)rejected,
                     by ? nerve_obj_format(by, text, sizeof text) : "?");
@@ -686,8 +519,8 @@ static int s_run_manager(const char *dir, const char *build, const pool_t *pool,
                         data,    "--modules", modules, "--log-level", "warn", NULL};
 
     int rc = -1, linger = 0;
-    msgpack_unpacked st;
-    msgpack_unpacked_init(&st);
+    reply_t st;
+    s_reply_init(&st);
     void *ctx = zmq_ctx_new(), *push = NULL, *mctl = NULL, *pctl = NULL;
     if (!ctx || !(mctl = zmq_socket(ctx, ZMQ_DEALER)) || !(pctl = zmq_socket(ctx, ZMQ_DEALER)) ||
         zmq_setsockopt(mctl, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
@@ -759,7 +592,7 @@ done:
         zmq_close(pctl);
     if (ctx)
         zmq_ctx_term(ctx);
-    msgpack_unpacked_destroy(&st);
+    s_reply_destroy(&st);
     bool had_mgr = mgr.pid > 0;
     res->manager_exit = s_stop(&mgr);
     s_stop(&pub);
