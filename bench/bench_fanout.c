@@ -359,28 +359,6 @@ static uint64_t s_cpu_us(const daemon_t *self)
 
 /* ---------------------------------------------------------------- control */
 
-/*  Asks for status once and waits for the answer: until the daemon
-    answers (at start the DEALER connects once it has bound), dies, or
-    S_READY_MS pass. */
-static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out)
-{
-    if (s_status_send(dealer) != 0)
-        return -1;
-    uint64_t deadline = nerve_clock_mono_ms() + S_READY_MS;
-    for (;;) {
-        int rc = s_status_recv(dealer, 100, out, d->name);
-        if (rc <= 0)
-            return rc;
-        if (s_interrupted || !s_alive(d))
-            return -1;
-        if (nerve_clock_mono_ms() > deadline) {
-            fprintf(stderr, "bench_fanout: %s did not answer status within %d ms\n", d->name,
-                    S_READY_MS);
-            return -1;
-        }
-    }
-}
-
 /*  A TCP port free on 127.0.0.1 right now, for a daemon to bind (the
     daemons take an endpoint, not a wildcard they could report back). */
 static int s_free_port(void)
@@ -670,7 +648,7 @@ static int s_round(bench_t *self, int c, double *rate, uint64_t *count, double c
     results (one per actor per reaction) and their heartbeats. */
 static int s_accepted(bench_t *self, uint64_t *out)
 {
-    if (s_wait_ready(self->mctl, &self->mgr, &self->st) != 0)
+    if (s_wait_ready(self->mctl, &self->mgr, &self->st, S_READY_MS, &s_interrupted) != 0)
         return -1;
     *out = s_u64(&self->st, "events.accepted");
     return 0;
@@ -696,10 +674,10 @@ static int s_actors_start(bench_t *self, const char *dir, char *exe, char *conf,
     }
     uint64_t deadline = nerve_clock_mono_ms() + S_READY_MS, have = 0, live = 0;
     while (!s_interrupted && s_daemons_alive(self)) {
-        if (s_wait_ready(self->pctl, &self->pub, &self->st) != 0)
+        if (s_wait_ready(self->pctl, &self->pub, &self->st, S_READY_MS, &s_interrupted) != 0)
             return -1;
         have = s_u64(&self->st, "subscriptions");
-        if (s_wait_ready(self->mctl, &self->mgr, &self->st) != 0)
+        if (s_wait_ready(self->mctl, &self->mgr, &self->st, S_READY_MS, &s_interrupted) != 0)
             return -1;
         live = s_u64(&self->st, "actors.live");
         if (have >= subs && live >= n)
@@ -1060,8 +1038,9 @@ int main(int argc, char **argv)
         goto done;
     }
     if (s_spawn(&b->relay, dir, relay_argv) != 0 || s_spawn(&b->pub, dir, pub_argv) != 0 ||
-        s_wait_ready(b->pctl, &b->pub, &b->st) != 0 || s_spawn(&b->mgr, dir, mgr_argv) != 0 ||
-        s_wait_ready(b->mctl, &b->mgr, &b->st) != 0)
+        s_wait_ready(b->pctl, &b->pub, &b->st, S_READY_MS, &s_interrupted) != 0 ||
+        s_spawn(&b->mgr, dir, mgr_argv) != 0 ||
+        s_wait_ready(b->mctl, &b->mgr, &b->st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     if (s_farm_start(&farms[0], 0, raw_out, nsubs) != 0 ||
         s_farm_start(&farms[1], 1, pub_out, nsubs) != 0) {
@@ -1085,7 +1064,7 @@ int main(int argc, char **argv)
     for (int c = 0; c < S_CASES; c++)
         if (s_warm_up(b, c) != 0)
             goto done;
-    if (s_wait_ready(b->pctl, &b->pub, &b->st) != 0)
+    if (s_wait_ready(b->pctl, &b->pub, &b->st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     pub_subs = s_u64(&b->st, "subscriptions");
 
@@ -1119,12 +1098,12 @@ int main(int argc, char **argv)
     }
     s_loadavg(&load[1]);
 
-    if (s_wait_ready(b->mctl, &b->mgr, &b->st) != 0)
+    if (s_wait_ready(b->mctl, &b->mgr, &b->st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     mgr_accepted = s_u64(&b->st, "events.accepted");
     mgr_sent = s_u64(&b->st, "reactions.sent");
     mgr_dropped = s_u64(&b->st, "reactions.send_dropped");
-    if (s_wait_ready(b->pctl, &b->pub, &b->st) != 0)
+    if (s_wait_ready(b->pctl, &b->pub, &b->st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     pub_relayed = s_u64(&b->st, "relayed");
     pub_dropped = s_u64(&b->st, "dropped");

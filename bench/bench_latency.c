@@ -667,28 +667,6 @@ static uint64_t s_raw_cpu_us(const raw_t *self)
 
 /* ---------------------------------------------------------------- control */
 
-/*  Asks for status once and waits for the answer: until the daemon
-    answers (at start the DEALER connects once it has bound), dies, or
-    S_READY_MS pass. */
-static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out)
-{
-    if (s_status_send(dealer) != 0)
-        return -1;
-    uint64_t deadline = nerve_clock_mono_ms() + S_READY_MS;
-    for (;;) {
-        int rc = s_status_recv(dealer, 100, out, d->name);
-        if (rc <= 0)
-            return rc;
-        if (s_interrupted || !s_alive(d))
-            return -1;
-        if (nerve_clock_mono_ms() > deadline) {
-            fprintf(stderr, "bench_latency: %s did not answer status within %d ms\n", d->name,
-                    S_READY_MS);
-            return -1;
-        }
-    }
-}
-
 /*  A TCP port free on 127.0.0.1 right now, for a daemon to bind (the
     daemons take an endpoint, not a wildcard they could report back). */
 static int s_free_port(void)
@@ -1083,8 +1061,10 @@ int main(int argc, char **argv)
     char *pub_argv[] = {publisher, "-c", pub_conf, NULL};
     char *mgr_argv[] = {manager, "-c", mgr_conf, NULL};
     char *actor_argv[] = {actor, "-c", actor_conf, NULL};
-    if (s_spawn(&fleet.pub, dir, pub_argv) != 0 || s_wait_ready(pctl, &fleet.pub, &st) != 0 ||
-        s_spawn(&fleet.mgr, dir, mgr_argv) != 0 || s_wait_ready(mctl, &fleet.mgr, &st) != 0)
+    if (s_spawn(&fleet.pub, dir, pub_argv) != 0 ||
+        s_wait_ready(pctl, &fleet.pub, &st, S_READY_MS, &s_interrupted) != 0 ||
+        s_spawn(&fleet.mgr, dir, mgr_argv) != 0 ||
+        s_wait_ready(mctl, &fleet.mgr, &st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     if (s_u64(&st, "rules.count") != 1) {
         fprintf(stderr, "bench_latency: the manager loaded %llu rules, not 1\n",
@@ -1116,14 +1096,14 @@ int main(int argc, char **argv)
     uint64_t cpu1[4] = {s_cpu_us(&fleet.mgr), s_cpu_us(&fleet.pub), s_cpu_us(&fleet.actor),
                         s_raw_cpu_us(&raw)};
 
-    if (s_wait_ready(mctl, &fleet.mgr, &st) != 0)
+    if (s_wait_ready(mctl, &fleet.mgr, &st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     mgr_accepted = s_u64(&st, "events.accepted");
     mgr_sent = s_u64(&st, "reactions.sent");
     mgr_retried = s_u64(&st, "reactions.retried");
     mgr_acked = s_u64(&st, "reactions.acked");
     mgr_dropped = s_u64(&st, "reactions.send_dropped");
-    if (s_wait_ready(pctl, &fleet.pub, &st) != 0)
+    if (s_wait_ready(pctl, &fleet.pub, &st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     pub_relayed = s_u64(&st, "relayed");
     pub_dropped = s_u64(&st, "dropped");

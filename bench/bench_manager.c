@@ -361,27 +361,6 @@ done:
 
 /* ----------------------------------------------------------------- control */
 
-/*  Asks until the daemon answers (it may not have bound yet: the DEALER
-    connects when it does) or has died or S_READY_MS passed. */
-static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out)
-{
-    if (s_status_send(dealer) != 0)
-        return -1;
-    uint64_t deadline = nerve_clock_mono_ms() + S_READY_MS;
-    for (;;) {
-        int rc = s_status_recv(dealer, 100, out, d->name);
-        if (rc <= 0)
-            return rc;
-        if (s_interrupted || !s_alive(d))
-            return -1;
-        if (nerve_clock_mono_ms() > deadline) {
-            fprintf(stderr, "bench_manager: %s did not answer status within %d ms\n", d->name,
-                    S_READY_MS);
-            return -1;
-        }
-    }
-}
-
 /*  Asks the manager for status until events.accepted reaches `target`.
     Between answers it waits 1 ms, so polling costs the engine ~1,000
     small requests a second (<1% of it) and the end time is known to
@@ -530,8 +509,10 @@ static int s_run_manager(const char *dir, const char *build, const pool_t *pool,
         goto done;
     }
 
-    if (s_spawn(&pub, dir, pub_argv) != 0 || s_wait_ready(pctl, &pub, &st) != 0 ||
-        s_spawn(&mgr, dir, mgr_argv) != 0 || s_wait_ready(mctl, &mgr, &st) != 0)
+    if (s_spawn(&pub, dir, pub_argv) != 0 ||
+        s_wait_ready(pctl, &pub, &st, S_READY_MS, &s_interrupted) != 0 ||
+        s_spawn(&mgr, dir, mgr_argv) != 0 ||
+        s_wait_ready(mctl, &mgr, &st, S_READY_MS, &s_interrupted) != 0)
         goto done;
     if (s_u64(&st, "rules.count") != S_METRICS) {
         fprintf(stderr, "bench_manager: the manager loaded %llu rules, not %d\n",

@@ -242,4 +242,26 @@ static uint64_t s_u64(const reply_t *st, const char *path)
     return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
 }
 
+/*  Asks `status` and waits for the answer: 0 when it came, -1 when the
+    daemon died, *interrupted was set, or nothing came within ready_ms. */
+static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out, int ready_ms,
+                        volatile sig_atomic_t *interrupted)
+{
+    if (s_status_send(dealer) != 0)
+        return -1;
+    uint64_t deadline = nerve_clock_mono_ms() + (uint64_t)ready_ms;
+    for (;;) {
+        int rc = s_status_recv(dealer, 100, out, d->name);
+        if (rc <= 0)
+            return rc;
+        if (*interrupted || !s_alive(d))
+            return -1;
+        if (nerve_clock_mono_ms() > deadline) {
+            fprintf(stderr, BENCH_NAME ": %s did not answer status within %d ms\n", d->name,
+                    ready_ms);
+            return -1;
+        }
+    }
+}
+
 #endif
