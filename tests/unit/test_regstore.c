@@ -718,6 +718,61 @@ static void test_regstore_creates_its_directory_private(void **state)
     regstore_destroy(&store);
 }
 
+/*  Random puts, dels and gets against a plain array, with a small cache
+    limit so that evictions empty slots in the middle of probe runs all the
+    time, flushes and syncs in between, and a full check of every key
+    (from the cache or reloaded from LMDB) at the end and after reopening. */
+static void test_regstore_random_operations_match_a_model(void **state)
+{
+    fixture_t *fx = *state;
+    enum { KEYS = 3000, OPS = 60000 };
+    static unsigned gen[KEYS]; /* 0: absent, else the generation stored */
+    memset(gen, 0, sizeof gen);
+    regstore_t *store = s_open(fx, 0);
+    regstore_set_max_entries(store, 200);
+    uint64_t rng = 12345;
+    for (unsigned op = 1; op <= OPS; op++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned r = (unsigned)(rng >> 33), i = r % KEYS;
+        switch ((r >> 16) % 8) {
+        case 0:
+        case 1:
+        case 2:
+            s_put(store, "m", i, op);
+            gen[i] = op;
+            break;
+        case 3: {
+            char key[64];
+            size_t klen = s_key(key, sizeof key, "m", i);
+            assert_int_equal(regstore_del(store, key, klen), 0);
+            gen[i] = 0;
+            break;
+        }
+        case 4:
+            if (op % 7 == 0)
+                assert_int_equal(regstore_sync(store), 0);
+            assert_int_equal(regstore_flush(store), 0);
+            break;
+        default:
+            if (gen[i])
+                s_assert_value(store, "m", i, gen[i]);
+            else
+                assert_int_equal(s_get_rc(store, "m", i), NERVE_ENOENT);
+        }
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < KEYS; i++) {
+            if (gen[i])
+                s_assert_value(store, "m", i, gen[i]);
+            else
+                assert_int_equal(s_get_rc(store, "m", i), NERVE_ENOENT);
+        }
+        regstore_destroy(&store);
+        if (pass == 0)
+            store = s_open(fx, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -732,6 +787,7 @@ int main(void)
         T(test_regstore_foreach_visits_keys_with_the_prefix_in_order),
         T(test_regstore_eviction_drops_clean_entries_and_reloads_them),
         T(test_regstore_eviction_keeps_dirty_entries),
+        T(test_regstore_random_operations_match_a_model),
         T(test_regstore_map_full_is_reported_and_keeps_entries),
         T(test_regstore_unwritable_dir_gives_a_clear_error),
         T(test_regstore_corrupt_file_gives_a_clear_error),
