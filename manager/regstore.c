@@ -80,12 +80,30 @@ static inline uint8_t *s_inline_val(entry_t *e)
     return e->key + ((e->klen + 7u) & ~7u);
 }
 
-/*  A slot of the table; e == NULL: empty. The hash is kept beside the
-    pointer so that a probe past other keys does not touch their entries. */
-typedef struct {
-    uint64_t hash;
-    entry_t *e;
-} slot_t;
+/*  A slot of the table: the entry's address in the low 48 bits (all a
+    user-space address has on x86-64 and arm64) and the top 16 bits of its
+    hash above, so that a probe past other keys rarely touches their
+    entries; 0 is empty. Eight bytes a slot keep the table small enough to
+    stay in cache: it is read on every event. */
+typedef uint64_t slot_t;
+
+#define S_SLOT_PTR_BITS 48
+#define S_SLOT_PTR_MASK ((UINT64_C(1) << S_SLOT_PTR_BITS) - 1)
+
+static inline entry_t *s_slot_entry(slot_t sl)
+{
+    return (entry_t *)(uintptr_t)(sl & S_SLOT_PTR_MASK);
+}
+
+static inline uint64_t s_slot_tag(uint64_t hash)
+{
+    return hash >> S_SLOT_PTR_BITS;
+}
+
+static inline slot_t s_slot_make(entry_t *e)
+{
+    return (s_slot_tag(e->hash) << S_SLOT_PTR_BITS) | (uint64_t)(uintptr_t)e;
+}
 
 typedef struct {
     uint64_t hash;
@@ -210,11 +228,13 @@ static entry_t *s_find(regstore_t *self, const uint8_t *key, size_t klen, uint64
         return last;
     size_t mask = self->nslots - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
-        slot_t *sl = &self->slots[i];
-        if (!sl->e)
+        slot_t sl = self->slots[i];
+        if (!sl)
             return NULL;
-        if (sl->hash == hash && sl->e->klen == klen && memcmp(sl->e->key, key, klen) == 0)
-            return self->last = sl->e;
+        entry_t *e = s_slot_entry(sl);
+        if ((sl >> S_SLOT_PTR_BITS) == s_slot_tag(hash) && e->hash == hash && e->klen == klen &&
+            memcmp(e->key, key, klen) == 0)
+            return self->last = e;
     }
 }
 
@@ -222,9 +242,9 @@ static entry_t *s_find(regstore_t *self, const uint8_t *key, size_t klen, uint64
 static void s_place(slot_t *slots, size_t mask, entry_t *e)
 {
     size_t i = e->hash & mask;
-    while (slots[i].e)
+    while (slots[i])
         i = (i + 1) & mask;
-    slots[i] = (slot_t){.hash = e->hash, .e = e};
+    slots[i] = s_slot_make(e);
 }
 
 /*  Doubles the table. A failed allocation leaves it fuller than half,
@@ -236,8 +256,8 @@ static void s_grow(regstore_t *self)
     if (!slots)
         return;
     for (size_t i = 0; i < self->nslots; i++)
-        if (self->slots[i].e)
-            s_place(slots, n - 1, self->slots[i].e);
+        if (self->slots[i])
+            s_place(slots, n - 1, s_slot_entry(self->slots[i]));
     free(self->slots);
     self->slots = slots;
     self->nslots = n;
@@ -251,12 +271,12 @@ static void s_unslot(regstore_t *self, size_t i)
     size_t mask = self->nslots - 1;
     size_t j = i;
     for (;;) {
-        self->slots[i].e = NULL;
+        self->slots[i] = 0;
         for (;;) {
             j = (j + 1) & mask;
-            if (!self->slots[j].e)
+            if (!self->slots[j])
                 return;
-            size_t home = self->slots[j].hash & mask;
+            size_t home = s_slot_entry(self->slots[j])->hash & mask;
             /* Stays if its home lies cyclically in (i, j]. */
             if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
                 continue;
@@ -280,6 +300,11 @@ static entry_t *s_entry_new(regstore_t *self, const uint8_t *key, size_t klen, u
     entry_t *e = malloc(sizeof *e + ((klen + 7) & ~(size_t)7) + vcap);
     if (!e)
         return NULL;
+    if ((uint64_t)(uintptr_t)e >> S_SLOT_PTR_BITS) { /* no such address space seen yet */
+        NERVE_ERROR(S_LOG_ID, "%s: an entry's address does not fit a slot", self->dir);
+        free(e);
+        return NULL;
+    }
     *e = (entry_t){.hash = hash, .klen = (uint16_t)klen, .vcap = (uint32_t)vcap};
     memcpy(e->key, key, klen);
     e->val = s_inline_val(e);
@@ -404,7 +429,7 @@ static void s_evict(regstore_t *self)
     self->last = NULL;
     /* The budget counts slots passed; a drop stays on its slot. */
     while (self->count > target && budget > 0) {
-        entry_t *e = self->slots[self->hand].e;
+        entry_t *e = s_slot_entry(self->slots[self->hand]);
         bool pinned = e && (e->dirty || e->flight > self->done_seq);
         if (!e || pinned || e->ref) {
             if (e && !pinned)
@@ -715,8 +740,8 @@ static void s_close(regstore_t *self)
     }
     if (self->slots) {
         for (size_t i = 0; i < self->nslots; i++)
-            if (self->slots[i].e)
-                s_entry_free(self->slots[i].e);
+            if (self->slots[i])
+                s_entry_free(s_slot_entry(self->slots[i]));
         free(self->slots);
     }
     free(self->dirty);
