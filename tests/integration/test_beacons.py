@@ -5,20 +5,22 @@ The probes read fixture trees copied into the test's temp dir (a fake /proc
 whose loadavg the test rewrites), so the values are known. nerve-beacond
 reaches the manager's TCP events socket over CURVE, with its keypair in the
 keys directory it shares with the manager ($NERVE_HOME is the temp dir).
-The Python example speaks the wire protocol without CURVE, so its manager
-takes events on an IPC socket (IPC is never CURVE: its 0700 directory is the
-access control)."""
+The Python example is an app on another host: its own $NERVE_HOME (<dir>/app)
+holds its keypair, made by `nerve keys gen`, and a copy of the manager's
+public key; the manager admits it only once its key is in accepted/."""
 import os
 import shutil
 import signal
 import subprocess
 import time
 
-from nervetest import BUILD, MODULES, SOURCE, Daemon, ManagerTest, main
+from nervetest import (BUILD, MODULES, SOURCE, Daemon, ManagerTest, free_port, main,
+                       pending_name, read_public, wait_until, write_keypair)
 
 PYTHON = "/usr/bin/python3"
 EXAMPLE = os.path.join(SOURCE, "examples", "python", "beacon.py")
 BEACOND = os.path.join(BUILD, "nerve-beacond")
+NERVE = os.path.join(BUILD, "nerve")
 FIXTURES = os.path.join(SOURCE, "tests", "fixtures", "proc", "basic")
 
 RULES = """
@@ -46,25 +48,162 @@ def tag_is(tag):
 class PythonExample(ManagerTest):
     rules_text = RULES
 
-    def test_python_example_event_fires_a_rule(self):
-        bus = self.start_manager(events="ipc")
-        r = subprocess.run([PYTHON, EXAMPLE, self.manager.events, "/py/latency", "42"],
-                           capture_output=True, timeout=30)
+    def setUp(self):
+        super().setUp()
+        self.app = os.path.join(self.dir, "app")  # the app host's $NERVE_HOME
+        self.app_keys = os.path.join(self.app, "keys")
+        os.makedirs(self.app, mode=0o700)
+
+    def example(self, *args, home=None):
+        return subprocess.run([PYTHON, EXAMPLE] + list(args), capture_output=True, text=True,
+                              timeout=30, env=dict(os.environ, NERVE_HOME=home or self.app))
+
+    def nerve_keys(self, *args):
+        r = subprocess.run([NERVE, "keys"] + list(args), capture_output=True, text=True,
+                           timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def setup_app_keys(self, accept):
+        """As an operator would: `nerve keys gen beacon` on the app host, the
+        manager's public key copied there to pin, and (accept) the app's key
+        copied into the manager's accepted/. Returns the app's public key."""
+        self.nerve_keys("gen", "beacon", "--keys", self.app_keys)
+        shutil.copy(os.path.join(self.keys, "manager.pub"), self.app_keys)
+        if accept:
+            os.makedirs(os.path.join(self.keys, "accepted"), mode=0o700, exist_ok=True)
+            shutil.copy(os.path.join(self.app_keys, "beacon.pub"),
+                        os.path.join(self.keys, "accepted", "app1.pub"))
+        return read_public(self.app_keys, "beacon")
+
+    def assert_fired(self, bus, value):
         _, ev = bus.wait_for(tag_is("/py/latency"), what="the python event on the tap")
-        self.assertEqual(ev["data"], {"value": 42.0})
+        self.assertEqual(ev["data"], {"value": value})
         self.assertEqual(len(ev["id"]), 16)
         _, out = bus.wait_for(tag_is("/out/py"), what="the rule's reaction")
-        self.assertEqual(out["data"]["v"], 42.0)
+        self.assertEqual(out["data"]["v"], value)
         self.assertEqual(out["data"]["from"], ev["host"])
+        return ev
+
+    def assert_nothing_accepted(self, bus):
+        bus.barrier()  # the bus's own probe comes back: anything sent before it is handled
+        bus.expect_none(lambda t, p: t in ("/py/latency", "/out/py"), within=0.2)
+        st = bus.control("status")[1]
+        self.assertEqual(st["rules"]["fired"], 0)
+        return st
+
+    def test_python_example_over_curve_with_an_accepted_key_fires_a_rule(self):
+        self.setup_app_keys(accept=True)
+        bus = self.start_manager()  # TCP events: CURVE
+        self.assertTrue(self.manager.events.startswith("tcp://"))
+        r = self.example(self.manager.events, "/py/latency", "42", "--host", "app1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")
+        ev = self.assert_fired(bus, 42.0)
+        self.assertEqual(ev["host"], "app1")
+        st = bus.control("status")[1]
+        self.assertEqual(st["rules"]["fired"], 1)
+        self.assertEqual(st["security"]["mode"], "curve")
+        self.assertEqual(st["security"]["zap"]["refused_unknown"], 0)
+        self.assertGreaterEqual(st["security"]["zap"]["admitted"], 2)  # the test's bus, the app
+
+    def test_python_example_key_not_accepted_sends_nothing_until_nerve_keys_accept(self):
+        public = self.setup_app_keys(accept=False)
+        pending = pending_name(public)
+        bus = self.start_manager()
+        # key files by path this time, and a $NERVE_HOME that holds none
+        paths = ["--client-key", os.path.join(self.app_keys, "beacon.secret"),
+                 "--server-key", os.path.join(self.app_keys, "manager.pub")]
+        empty = os.path.join(self.dir, "empty")
+        r = self.example(self.manager.events, "/py/latency", "42", *paths, home=empty)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("refused the connection", r.stderr)
+        self.assertIn("`nerve keys accept %s`" % pending, r.stderr)
+        st = self.assert_nothing_accepted(bus)
+        self.assertEqual(st["security"]["zap"]["refused_unknown"], 1)
+        self.assertEqual(st["events"]["accepted"], st["events"]["received"])
+        self.assertTrue(os.path.exists(os.path.join(self.keys, "pending", pending + ".pub")))
+
+        self.nerve_keys("accept", pending, "--keys", self.keys)
+        # the ZAP handler looks at the directory once a second: until then, refused
+        tries = []
+        wait_until(lambda: tries.append(self.example(self.manager.events, "/py/latency", "42",
+                                                     *paths, home=empty)) or
+                   tries[-1].returncode == 0, timeout=15, interval=0.2, what="the key admitted")
+        self.assertTrue(all(t.returncode == 1 for t in tries[:-1]), [t.stderr for t in tries])
+        self.assert_fired(bus, 42.0)
+
+    def test_python_example_pinning_another_server_key_sends_nothing(self):
+        self.setup_app_keys(accept=True)
+        bus = self.start_manager()
+        # the manager does not hold this key's secret: a rogue manager, as seen by the app
+        write_keypair(self.app_keys, "rogue")
+        r = self.example(self.manager.events, "/py/latency", "42", "--server-key", "rogue",
+                         "--timeout", "1")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("does not hold the key pinned for it (rogue)", r.stderr)
+        self.assert_nothing_accepted(bus)
+
+    def test_python_example_insecure_is_refused_by_a_curve_manager(self):
+        bus = self.start_manager()
+        r = self.example(self.manager.events, "/py/latency", "42", "--insecure")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("--insecure: CURVE is off", r.stderr)
+        self.assertIn("it runs CURVE: leave out --insecure", r.stderr)
+        self.assert_nothing_accepted(bus)
+
+    def test_python_example_over_ipc_needs_no_keys(self):
+        bus = self.start_manager(events="ipc")
+        r = self.example(self.manager.events, "/py/latency", "42")  # app home has no keys
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(self.app_keys))
+        self.assert_fired(bus, 42.0)
         _, st = bus.control("status")
         self.assertEqual(st["rules"]["fired"], 1)
 
+    def test_python_example_key_file_errors_name_the_file(self):
+        ep = "tcp://127.0.0.1:%d" % free_port()  # never reached: keys are read first
+        r = self.example(ep, "/py/latency")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("%s/beacon.secret: No such file or directory" % self.app_keys, r.stderr)
+        self.assertIn("`nerve keys gen beacon --keys %s`" % self.app_keys, r.stderr)
+
+        write_keypair(self.app_keys, "beacon")
+        r = self.example(ep, "/py/latency")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("%s/manager.pub: No such file or directory (copy the manager's "
+                      "manager.pub there)" % self.app_keys, r.stderr)
+
+        secret = os.path.join(self.app_keys, "beacon.secret")
+        os.chmod(secret, 0o640)
+        r = self.example(ep, "/py/latency")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("%s: secret key readable by group or others (mode 640)" % secret, r.stderr)
+        os.chmod(secret, 0o600)
+
+        r = self.example(ep, "/py/latency", "--client-key",
+                         os.path.join(self.app_keys, "beacon.pub"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("beacon.pub: no CURVE secret key in zcert format", r.stderr)
+
+        r = self.example(ep, "/py/latency", "--keys", self.dir + "/nowhere")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("%s/nowhere/beacon.secret: No such file" % self.dir, r.stderr)
+
+    def test_python_example_without_a_manager_exits_3(self):
+        write_keypair(self.app_keys, "beacon")
+        shutil.copy(os.path.join(self.keys, "manager.pub"), self.app_keys)
+        ep = "tcp://127.0.0.1:%d" % free_port()
+        r = self.example(ep, "/py/latency", "--timeout", "0.3")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("no manager answered at %s within 0.3s" % ep, r.stderr)
+
     def test_python_example_refuses_a_bad_tag(self):
-        r = subprocess.run([PYTHON, EXAMPLE, "ipc://%s/none.sock" % self.dir, "no-slash", "1"],
-                           capture_output=True, timeout=30)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn(b"bad tag", r.stderr)
+        r = self.example("ipc://%s/none.sock" % self.dir, "no-slash", "1")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("bad tag 'no-slash'", r.stderr)
+        r = self.example("ipc://%s/none.sock" % self.dir, "/py/x", "many")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("invalid float value: 'many'", r.stderr)
 
 
 class Beacond(ManagerTest):
