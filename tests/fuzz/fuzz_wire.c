@@ -15,6 +15,9 @@
 
     What decodes is encoded again and decoded by a second decoder; the
     fields must be equal and a second encoding must give the same bytes.
+    The decoded data/args tree must also equal, type for type, what
+    msgpack-c's msgpack_unpack() makes of the same payload (the codec
+    builds trees with its own one-pass builder).
     Tags are also checked against an independent UTF-8 reference. Any
     disagreement aborts. Run with scripts/fuzz.sh; seeds are in corpus/
     (made by make_corpus.py).
@@ -118,6 +121,56 @@ static void s_same_value(const msgpack_object *a, const msgpack_object *b, const
     s_require(pa.size == pb.size && memcmp(pa.data, pb.data, pa.size) == 0, what);
 }
 
+/*  Types equal all the way down (packing alone would not tell a
+    NEGATIVE_INTEGER holding 5 from a POSITIVE_INTEGER 5). */
+static bool s_same_types(const msgpack_object *a, const msgpack_object *b)
+{
+    if (a->type != b->type)
+        return false;
+    if (a->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < a->via.array.size; i++)
+            if (!s_same_types(&a->via.array.ptr[i], &b->via.array.ptr[i]))
+                return false;
+    } else if (a->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < a->via.map.size; i++)
+            if (!s_same_types(&a->via.map.ptr[i].key, &b->via.map.ptr[i].key) ||
+                !s_same_types(&a->via.map.ptr[i].val, &b->via.map.ptr[i].val))
+                return false;
+    }
+    return true;
+}
+
+/*  lib/wire.c builds object trees with its own one-pass builder; this
+    checks it against msgpack-c's msgpack_unpack() on the same payload:
+    the value under `key` (data or args) must be the same tree. */
+static void s_same_as_msgpack(const nerve_frame_t *payload, const char *key,
+                              const msgpack_object *ours)
+{
+    static msgpack_zone zone;
+    static bool ready;
+    if (!ready)
+        ready = msgpack_zone_init(&zone, 64 * 1024);
+    msgpack_zone_clear(&zone);
+    msgpack_object root;
+    size_t off = 0;
+    s_require(msgpack_unpack(payload->data, payload->size, &off, &zone, &root) ==
+                  MSGPACK_UNPACK_SUCCESS,
+              "msgpack_unpack refuses a payload the decoder accepted");
+    s_require(root.type == MSGPACK_OBJECT_MAP, "msgpack_unpack: not a map");
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < root.via.map.size; i++) {
+        const msgpack_object *k = &root.via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+            memcmp(k->via.str.ptr, key, klen) == 0) {
+            const msgpack_object *theirs = &root.via.map.ptr[i].val;
+            s_require(s_same_types(ours, theirs), "decoder's tree differs from msgpack-c's");
+            s_same_value(ours, theirs, "decoder's tree differs from msgpack-c's");
+            return;
+        }
+    }
+    s_require(false, "msgpack_unpack: key missing");
+}
+
 static void s_event(const nerve_frame_t *frames, size_t nframes)
 {
     nerve_event_t ev, ev2;
@@ -132,6 +185,7 @@ static void s_event(const nerve_frame_t *frames, size_t nframes)
         return;
     s_require(nframes == 2, "decoded with the wrong frame count");
     s_require(ev.tag_len == strlen(ev.tag) && ev.hops <= NERVE_HOPS_MAX, "bad decoded event");
+    s_same_as_msgpack(&frames[1], "data", &ev.data);
 
     s_require(nerve_wire_encode_event(&ev, &s_enc) == NERVE_OK, "encode refused a decoded event");
     nerve_frame_t again[2] = {{ev.tag, ev.tag_len}, {s_enc.data, s_enc.size}};
@@ -157,6 +211,7 @@ static void s_reaction(const nerve_frame_t *frames, size_t nframes)
     s_require(nframes == 2, "decoded with the wrong frame count");
     s_require(re.topic[0] == '@' && re.fn[0] && re.args.type == MSGPACK_OBJECT_MAP,
               "bad decoded reaction");
+    s_same_as_msgpack(&frames[1], "args", &re.args);
 
     s_require(nerve_wire_encode_reaction(&re, &s_enc) == NERVE_OK,
               "encode refused a decoded reaction");
