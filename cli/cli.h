@@ -13,8 +13,9 @@
       format.c     JSON, times and durations as people read them
 
     Exit codes are a contract with scripts: CLI_OK, CLI_FAIL (the manager
-    reported an error, or a check failed), CLI_USAGE (bad command line),
-    CLI_UNREACHABLE (no answer within the timeout).
+    reported an error or refused this CLI's CURVE key, or a check failed),
+    CLI_USAGE (bad command line), CLI_UNREACHABLE (no answer within the
+    timeout).
 
     Threading: the CLI is single-threaded; nothing here is thread-safe.
 */
@@ -125,14 +126,19 @@ int cli_secure(cli_t *cli, void *sock, const char *endpoint, const char *server_
 /*  True when cli_secure() makes a socket for `endpoint` a CURVE client. */
 bool cli_curve(const cli_t *cli, const char *endpoint);
 
-/*  Prints why a CURVE server refused us (event ZMQ_EVENT_HANDSHAKE_FAILED_*
-    with its value) and what to do about it. */
+/*  Prints why a CURVE server refused us and what to do about it, from a
+    socket-monitor event and its value: ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+    (the ZAP status: 400 names this CLI's key, its file and the
+    `nerve keys accept NAME` to run), _PROTOCOL (a ZMQ_PROTOCOL_ERROR_*:
+    no CURVE there, or a broken exchange) or _NO_DETAIL (errno: the
+    server hung up mid-handshake, as one without the pinned key's secret
+    does; names the pinned key). `who` is "manager" or "publisher". */
 void cli_print_refused(cli_t *cli, const char *who, const char *endpoint, uint16_t event,
                        uint32_t value);
 
 /*  A DEALER connected to one control endpoint, for one or many requests in
-    turn, pinned to `server_key` when the endpoint is TCP (cli_secure).
-    NULL on failure (printed). */
+    turn, pinned to `server_key` when the endpoint is TCP (cli_secure), its
+    CURVE handshake watched by a socket monitor. NULL on failure (printed). */
 typedef struct cli_conn cli_conn_t;
 cli_conn_t *cli_conn_new(cli_t *cli, const char *endpoint, const char *server_key);
 void cli_conn_destroy(cli_conn_t **self);
@@ -142,13 +148,16 @@ void cli_conn_destroy(cli_conn_t **self);
 int cli_conn_send(cli_conn_t *self, const char *verb, const msgpack_sbuffer *args);
 
 /*  Waits until `deadline_ms` (nerve_clock_mono_ms) for the reply. Returns
-    0 with *reply filled, NERVE_ETIMEDOUT, or NERVE_EPARSE (not a reply of
-    the protocol). */
+    0 with *reply filled, NERVE_ETIMEDOUT, NERVE_EPARSE (not a reply of
+    the protocol), or NERVE_EPERM: on CURVE, the daemon refused this CLI's
+    key or kept hanging up the handshake (printed, cli_print_refused), as
+    soon as that is known rather than at the deadline. */
 int cli_conn_recv(cli_conn_t *self, uint64_t deadline_ms, cli_reply_t *reply);
 
 /*  One round trip with the manager (cli->control): send, wait
     cli->timeout_ms. Returns CLI_OK with *reply filled (check reply->ok),
-    or CLI_UNREACHABLE / CLI_FAIL with the reason printed. */
+    or CLI_UNREACHABLE / CLI_FAIL (also a refused key) with the reason
+    printed. */
 int cli_call(cli_t *cli, const char *verb, const msgpack_sbuffer *args, cli_reply_t *reply);
 
 /*  The same on an open connection; `who` and `endpoint` name the peer in

@@ -17,6 +17,28 @@
     names, with this CLI's own keypair "cli" there (made on first need):
     on the manager's host, sharing its keys directory, that keypair is
     trusted without any setup.
+
+    A refused CURVE handshake never reaches the socket itself: libzmq only
+    tells a socket monitor. So every CURVE socket here is watched while its
+    handshake is under way (handshake_t), and a refusal is said at once,
+    as what it is, instead of waiting out the timeout and calling a
+    manager that answered "unreachable". What a client can tell apart
+    (libzmq 4.3):
+      - ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, value = the ZAP status: the
+        server's ZAP handler said no to our key (nerve's says 400 to an
+        unknown or rejected key). Certain; libzmq does not retry it.
+      - ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: the server speaks another
+        mechanism (MECHANISM_MISMATCH: an insecure manager), or broke the
+        CURVE exchange. Certain, but rare in practice: see the next case.
+      - ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, value = errno: the server
+        hung up mid-handshake. A server that does not hold the secret of
+        the key we pin cannot open our HELLO and hangs up without a word
+        (it alone sees ZMTP_CRYPTOGRAPHIC); a NULL-mechanism server
+        usually hangs up before we read its greeting. libzmq reconnects
+        and it happens again every ~100 ms, so HANGUPS_MAX of them in a
+        row mean a wrong pinned key or no CURVE there; one could be a
+        daemon that is just stopping, so we wait for the repeat.
+    No TCP connection at all stays "unreachable" (exit 3).
 */
 #include "cli.h"
 #include "config.h"
@@ -231,30 +253,199 @@ int cli_secure(cli_t *cli, void *sock, const char *endpoint, const char *server_
     return CLI_OK;
 }
 
+/*  The key pinned for `who`, as "Z85 (where it came from)" in buf. */
+static const char *s_pinned(const cli_t *cli, const char *who, char *buf, size_t size)
+{
+    const char *spec = strcmp(who, "publisher") == 0 ? cli->publisher_key : cli->manager_key;
+    char z85[NERVE_Z85_KEY_LEN + 1], err[256];
+    if (!spec)
+        spec = "?";
+    if (nerve_keys_resolve(cli->security.keys, spec, z85, err, sizeof err) != 0)
+        snprintf(buf, size, "%s", spec);
+    else if (nerve_key_name_valid(spec))
+        snprintf(buf, size, "%s from %s/%s.pub", z85, cli->security.keys, spec);
+    else if (strcmp(spec, z85) == 0)
+        snprintf(buf, size, "%s", z85);
+    else
+        snprintf(buf, size, "%s from %s", z85, spec);
+    return buf;
+}
+
+static const char *s_protocol_error(uint32_t value)
+{
+    switch (value) {
+    case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "a message did not decrypt";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_WELCOME:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_READY:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_ERROR:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_UNSPECIFIED:
+        return "a malformed CURVE command";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_INVALID_SEQUENCE:
+        return "a CURVE command out of turn";
+    default:
+        return "a ZMTP protocol error";
+    }
+}
+
 void cli_print_refused(cli_t *cli, const char *who, const char *endpoint, uint16_t event,
                        uint32_t value)
 {
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-        char pub[NERVE_Z85_KEY_LEN + 1], pending[NERVE_KEY_PENDING_NAME_LEN + 1] = "?";
-        if (nerve_keys_resolve(cli->security.keys, cli->security.name, pub, NULL, 0) == 0)
+    char pinned[NERVE_KEYS_DIR_MAX + 128];
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && value == 400) {
+        char pub[NERVE_Z85_KEY_LEN + 1] = "?", pending[NERVE_KEY_PENDING_NAME_LEN + 1] = "?";
+        char err[256];
+        if (nerve_keys_resolve(cli->security.keys, cli->security.name, pub, err, sizeof err) == 0)
             nerve_keys_pending_name(pub, pending);
         fprintf(stderr,
-                "nerve: the %s at %s refused this CLI's key %s/%s.pub (status %u): on its "
-                "host, `nerve keys accept %s` lets it in\n",
-                who, endpoint, cli->security.keys, cli->security.name, (unsigned)value, pending);
+                "nerve: the %s at %s refused this CLI's key %s (%s/%s.pub; ZAP status 400)\n"
+                "nerve: on the %s's host, `nerve keys accept %s` lets it in (its keys "
+                "directory holds a refused key in pending/, a revoked one in rejected/); or run "
+                "this CLI with the keys directory of a key the %s accepts (--keys DIR, or "
+                "security.keys in the -c config)\n",
+                who, endpoint, pub, cli->security.keys, cli->security.name, who, pending, who);
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        fprintf(stderr,
+                "nerve: the %s at %s could not check this CLI's key (ZAP status %u: %s); its "
+                "log says why\n",
+                who, endpoint, (unsigned)value,
+                value == 300 ? "a temporary failure, try again" : "its ZAP handler failed");
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+               value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        fprintf(stderr,
+                "nerve: the %s at %s does not run CURVE on that socket (`insecure: true` in "
+                "its config?), and this CLI runs CURVE on every TCP endpoint: give it that "
+                "config with -c, or use the IPC endpoint on its host\n",
+                who, endpoint);
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        bool crypto = value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC;
+        fprintf(stderr,
+                "nerve: the CURVE handshake with the %s at %s failed (%s, 0x%08x): %s the "
+                "secret of the key pinned for it, %s%s\n",
+                who, endpoint, s_protocol_error(value), (unsigned)value,
+                crypto ? "it does not hold" : "is it a nerve daemon holding",
+                s_pinned(cli, who, pinned, sizeof pinned), crypto ? "" : "?");
     } else {
         fprintf(stderr,
-                "nerve: CURVE handshake with the %s at %s failed: it does not hold the key "
-                "pinned for it (%s), or does not run CURVE\n",
-                who, endpoint,
-                strcmp(who, "publisher") == 0 ? cli->publisher_key : cli->manager_key);
+                "nerve: the %s at %s hangs up in the middle of the CURVE handshake (%s)\n"
+                "nerve: it does not hold the secret of the key this CLI pins for it, %s "
+                "(--%s-key picks another); or it does not run CURVE there (`insecure: true`), "
+                "or it is not a nerve daemon\n",
+                who, endpoint, value ? strerror((int)value) : "no reason given",
+                s_pinned(cli, who, pinned, sizeof pinned),
+                strcmp(who, "publisher") == 0 ? "publisher" : "manager");
     }
+}
+
+/* ------------------------------------------------------------ handshake */
+
+/*  Handshakes hung up in a row before we call it a wrong key (see the top
+    of the file): ~300 ms at libzmq's default reconnect interval. */
+#define HANGUPS_MAX 3
+
+/*  A CURVE socket's handshake, followed through its socket monitor. */
+typedef struct handshake {
+    void *monitor;    /* PAIR on the socket's monitor; NULL when not CURVE */
+    bool done;        /* ZMQ_EVENT_HANDSHAKE_SUCCEEDED came */
+    unsigned hangups; /* ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL since the last success */
+    uint32_t hangup_errno;
+} handshake_t;
+
+/*  Starts watching `sock` (call before zmq_connect). 0, or -1 (printed). */
+static int s_handshake_watch(handshake_t *self, void *sock)
+{
+    memset(self, 0, sizeof *self);
+    char addr[64];
+    snprintf(addr, sizeof addr, "inproc://nerve-cli-handshake-%p", sock);
+    int linger = 0;
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    self->monitor = zmq_socket(cli_zmq(), ZMQ_PAIR);
+    if (!self->monitor || zmq_setsockopt(self->monitor, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_socket_monitor(sock, addr, events) != 0 || zmq_connect(self->monitor, addr) != 0) {
+        fprintf(stderr, "nerve: cannot monitor a socket: %s\n", zmq_strerror(errno));
+        if (self->monitor)
+            zmq_close(self->monitor);
+        self->monitor = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void s_handshake_close(handshake_t *self)
+{
+    if (self->monitor)
+        zmq_close(self->monitor);
+    self->monitor = NULL;
+}
+
+/*  True while the handshake is to be waited for. */
+static bool s_handshake_pending(const handshake_t *self)
+{
+    return self->monitor && !self->done;
+}
+
+/*  Reads one monitor event. CLI_OK (go on waiting, or done), or CLI_FAIL
+    when the server refused us or hung up HANGUPS_MAX times (printed). */
+static int s_handshake_event(handshake_t *self, cli_t *cli, const char *who, const char *endpoint)
+{
+    uint16_t event = 0;
+    uint32_t value = 0;
+    bool more = true;
+    for (int frame = 0; more; frame++) { /* [event u16, value u32][endpoint] */
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        if (frame == 0 && zmq_msg_size(&m) >= 6) {
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, sizeof value);
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        self->done = true;
+        self->hangups = 0;
+        return CLI_OK;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        cli_print_refused(cli, who, endpoint, event, value);
+        return CLI_FAIL;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        self->hangup_errno = value;
+        if (++self->hangups < HANGUPS_MAX)
+            return CLI_OK;
+        cli_print_refused(cli, who, endpoint, event, value);
+        return CLI_FAIL;
+    default:
+        return CLI_OK;
+    }
+}
+
+/*  At the deadline: a handshake the server hung up on is said as such
+    (CLI_FAIL, printed), even before HANGUPS_MAX; otherwise
+    CLI_UNREACHABLE, for the caller to say. */
+static int s_handshake_timeout(handshake_t *self, cli_t *cli, const char *who, const char *endpoint)
+{
+    if (!s_handshake_pending(self) || self->hangups == 0)
+        return CLI_UNREACHABLE;
+    cli_print_refused(cli, who, endpoint, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, self->hangup_errno);
+    return CLI_FAIL;
 }
 
 /* ------------------------------------------------------ control socket */
 
 struct cli_conn {
     void *sock;
+    cli_t *cli;      /* for the refusal message */
+    const char *who; /* "manager" or "publisher" (static) */
+    char *endpoint;
+    handshake_t hs; /* CURVE only */
 };
 
 cli_conn_t *cli_conn_new(cli_t *cli, const char *endpoint, const char *server_key)
@@ -270,7 +461,16 @@ cli_conn_t *cli_conn_new(cli_t *cli, const char *endpoint, const char *server_ke
     }
     int linger = 0;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (cli_secure(cli, self->sock, endpoint, server_key) != CLI_OK) {
+    self->cli = cli;
+    self->who = cli->pubctl && strcmp(endpoint, cli->pubctl) == 0 ? "publisher" : "manager";
+    self->endpoint = strdup(endpoint);
+    if (!self->endpoint) {
+        fprintf(stderr, "nerve: out of memory\n");
+        cli_conn_destroy(&self);
+        return NULL;
+    }
+    if (cli_secure(cli, self->sock, endpoint, server_key) != CLI_OK ||
+        (cli_curve(cli, endpoint) && s_handshake_watch(&self->hs, self->sock) != 0)) {
         cli_conn_destroy(&self);
         return NULL;
     }
@@ -289,6 +489,8 @@ void cli_conn_destroy(cli_conn_t **self_p)
     cli_conn_t *self = *self_p;
     if (self->sock)
         zmq_close(self->sock);
+    s_handshake_close(&self->hs);
+    free(self->endpoint);
     free(self);
     *self_p = NULL;
 }
@@ -386,16 +588,29 @@ static int s_read_reply(void *sock, cli_reply_t *reply)
 int cli_conn_recv(cli_conn_t *self, uint64_t deadline_ms, cli_reply_t *reply)
 {
     memset(reply, 0, sizeof *reply);
-    /* Polls at least once: a reply that is already here counts even when
-       the deadline passed while waiting for another daemon. */
-    uint64_t now = nerve_clock_mono_ms();
-    zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&item, 1, deadline_ms > now ? (long)(deadline_ms - now) : 0);
-    if (n == 0 || (n < 0 && errno == EINTR))
-        return NERVE_ETIMEDOUT;
-    if (n < 0)
-        return NERVE_EIO;
-    return s_read_reply(self->sock, reply);
+    for (;;) {
+        /* Polls at least once: a reply that is already here counts even
+           when the deadline passed while waiting for another daemon. */
+        uint64_t now = nerve_clock_mono_ms();
+        bool handshake = s_handshake_pending(&self->hs);
+        zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0},
+                                   {self->hs.monitor, 0, ZMQ_POLLIN, 0}};
+        long wait = deadline_ms > now ? (long)(deadline_ms - now) : 0;
+        int n = zmq_poll(items, handshake ? 2 : 1, wait);
+        if (n < 0 && errno == EINTR)
+            return NERVE_ETIMEDOUT;
+        if (n < 0)
+            return NERVE_EIO;
+        if (items[0].revents & ZMQ_POLLIN)
+            return s_read_reply(self->sock, reply);
+        if (n == 0) {
+            int rc = s_handshake_timeout(&self->hs, self->cli, self->who, self->endpoint);
+            return rc == CLI_FAIL ? NERVE_EPERM : NERVE_ETIMEDOUT;
+        }
+        if ((items[1].revents & ZMQ_POLLIN) &&
+            s_handshake_event(&self->hs, self->cli, self->who, self->endpoint) != CLI_OK)
+            return NERVE_EPERM;
+    }
 }
 
 int cli_conn_call(cli_t *cli, cli_conn_t *conn, const char *who, const char *endpoint,
@@ -408,6 +623,8 @@ int cli_conn_call(cli_t *cli, cli_conn_t *conn, const char *who, const char *end
         return CLI_FAIL;
     }
     int rc = cli_conn_recv(conn, nerve_clock_mono_ms() + cli->timeout_ms, reply);
+    if (rc == NERVE_EPERM)
+        return CLI_FAIL; /* refused at the handshake: said */
     if (rc == NERVE_ETIMEDOUT) {
         cli_print_unreachable(who, endpoint, "no answer", cli->timeout_ms);
         return CLI_UNREACHABLE;
@@ -436,10 +653,9 @@ int cli_call(cli_t *cli, const char *verb, const msgpack_sbuffer *args, cli_repl
 
 /* --------------------------------------------------------------- events */
 
-/*  The events socket's handshake monitor (CURVE only) and whether the
-    handshake is done: the CLI has one events socket at a time. */
-static void *s_events_monitor;
-static bool s_events_ready;
+/*  The events socket's handshake (CURVE only): the CLI has one events
+    socket at a time. */
+static handshake_t s_events_hs;
 
 /*  Waits for the CURVE handshake on the events socket. CLI_OK when it is
     done, CLI_FAIL (printed) when the manager refused us, CLI_UNREACHABLE
@@ -447,40 +663,21 @@ static bool s_events_ready;
 static int s_events_wait(cli_t *cli)
 {
     uint64_t deadline = nerve_clock_mono_ms() + cli->timeout_ms;
-    while (!s_events_ready) {
+    while (s_handshake_pending(&s_events_hs)) {
         uint64_t now = nerve_clock_mono_ms();
-        zmq_pollitem_t item = {s_events_monitor, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t item = {s_events_hs.monitor, 0, ZMQ_POLLIN, 0};
         int n = zmq_poll(&item, 1, deadline > now ? (long)(deadline - now) : 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            cli_print_unreachable("manager", cli->events, "no CURVE handshake", cli->timeout_ms);
-            return CLI_UNREACHABLE;
+            int rc = s_handshake_timeout(&s_events_hs, cli, "manager", cli->events);
+            if (rc == CLI_UNREACHABLE)
+                cli_print_unreachable("manager", cli->events, "no CURVE handshake",
+                                      cli->timeout_ms);
+            return rc;
         }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        bool more = true;
-        for (int frame = 0; more; frame++) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, s_events_monitor, 0) < 0) {
-                zmq_msg_close(&m);
-                break;
-            }
-            if (frame == 0 && zmq_msg_size(&m) >= 6) {
-                memcpy(&event, zmq_msg_data(&m), 2);
-                memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, 4);
-            }
-            more = zmq_msg_more(&m);
-            zmq_msg_close(&m);
-        }
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-            s_events_ready = true;
-        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
-                 event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            cli_print_refused(cli, "manager", cli->events, event, value);
+        if (s_handshake_event(&s_events_hs, cli, "manager", cli->events) != CLI_OK)
             return CLI_FAIL;
-        }
     }
     return CLI_OK;
 }
@@ -500,24 +697,12 @@ void *cli_events_socket(cli_t *cli)
     zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof one);
     zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    s_events_ready = true;
-    if (cli_curve(cli, cli->events)) {
-        char addr[64];
-        snprintf(addr, sizeof addr, "inproc://nerve-cli-events-monitor-%p", sock);
-        s_events_ready = false;
-        s_events_monitor = zmq_socket(ctx, ZMQ_PAIR);
-        int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
-        if (cli_secure(cli, sock, cli->events, cli->manager_key) != CLI_OK || !s_events_monitor ||
-            zmq_setsockopt(s_events_monitor, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-            zmq_socket_monitor(sock, addr, events) != 0 ||
-            zmq_connect(s_events_monitor, addr) != 0) {
-            if (s_events_monitor)
-                zmq_close(s_events_monitor);
-            s_events_monitor = NULL;
-            zmq_close(sock);
-            return NULL;
-        }
+    memset(&s_events_hs, 0, sizeof s_events_hs);
+    if (cli_curve(cli, cli->events) &&
+        (cli_secure(cli, sock, cli->events, cli->manager_key) != CLI_OK ||
+         s_handshake_watch(&s_events_hs, sock) != 0)) {
+        zmq_close(sock);
+        return NULL;
     }
     if (zmq_connect(sock, cli->events) != 0) {
         fprintf(stderr, "nerve: bad events endpoint '%s': %s\n", cli->events,
@@ -573,7 +758,7 @@ int cli_send_event(cli_t *cli, void *sock, const char *tag, const char *host,
         msgpack_sbuffer_destroy(&buf);
         return CLI_USAGE;
     }
-    rc = s_events_ready ? CLI_OK : s_events_wait(cli);
+    rc = s_events_wait(cli);
     if (rc != CLI_OK) {
         msgpack_sbuffer_destroy(&buf);
         return rc;
@@ -603,7 +788,5 @@ void cli_events_close(cli_t *cli, void **sock)
     zmq_setsockopt(*sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(*sock);
     *sock = NULL;
-    if (s_events_monitor)
-        zmq_close(s_events_monitor);
-    s_events_monitor = NULL;
+    s_handshake_close(&s_events_hs);
 }

@@ -230,6 +230,13 @@ int cli_status(cli_t *cli, int argc, char **argv)
     int mrc = cli_conn_send(mgr, "status", NULL);
     int prc = cli_conn_send(pub, "status", NULL);
     mrc = mrc ? mrc : cli_conn_recv(mgr, deadline, &mrep);
+    if (mrc == NERVE_EPERM) {
+        /* The manager refused this CLI's key (cli_conn_recv said so): that
+           is the whole answer, no use waiting for the publisher. */
+        cli_conn_destroy(&mgr);
+        cli_conn_destroy(&pub);
+        return CLI_FAIL;
+    }
     prc = prc ? prc : cli_conn_recv(pub, deadline, &prep);
     cli_conn_destroy(&mgr);
     cli_conn_destroy(&pub);
@@ -237,6 +244,8 @@ int cli_status(cli_t *cli, int argc, char **argv)
     char perr[1024] = "";
     if (prc == NERVE_ETIMEDOUT)
         snprintf(perr, sizeof perr, "unreachable at %s (no answer)", cli->pubctl);
+    else if (prc == NERVE_EPERM)
+        snprintf(perr, sizeof perr, "refused this CLI at %s (see above)", cli->pubctl);
     else if (prc != 0)
         snprintf(perr, sizeof perr, "bad reply from %s", cli->pubctl);
     else if (!prep.ok)

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import time
 
+import zmq
+
 from nervetest import (BUILD, MODULES, Bus, Daemon, Manager, ManagerTest, free_port, is_event,
-                       main)
+                       main, pending_name, read_public, wait_until, write_keypair, write_public)
 
 NERVE = os.path.join(BUILD, "nerve")
 FIRE = "reactions.eventer.fire_event"
@@ -178,6 +180,91 @@ class Cli(ManagerTest):
         rc, _, err = self.nerve(*(dead + ["registers", "list"]), timeout="300ms",
                                 endpoints=False)
         self.assertEqual(rc, 3)
+
+    # ------------------------------------------- CURVE on a TCP control
+
+    def start_manager_tcp_control(self):
+        """A manager whose control socket is on a scratch TCP port, so a CURVE
+        server, and a publisher; ready when the CLI, with the keypair the
+        manager trusts (its own keys directory), gets both statuses."""
+        ctl = "tcp://127.0.0.1:%d" % free_port()
+        m = Manager(self.dir, self.rules_dir, extra=["--control", ctl])
+        m.control_ep = ctl
+        self.manager = m.start()
+
+        def answers():
+            if not m.alive():
+                raise AssertionError("manager exited:\n" + m.output())
+            return '"nerve-manager"' in self.nerve("status", "--json", timeout="300ms")[1]
+        wait_until(answers, timeout=15, what="the manager answering on " + ctl)
+        self.start_publisher()
+        return ctl
+
+    def elsewhere(self):
+        """The keys directory of a CLI on another host: its own keypair `cli`
+        (unknown to the manager) and the manager's public key, copied there
+        to pin it."""
+        keys = os.path.join(self.dir, "elsewhere")
+        public, _ = write_keypair(keys, "cli")
+        write_public(os.path.join(keys, "manager.pub"), read_public(self.keys, "manager"),
+                     "manager")
+        return keys, public.decode()
+
+    def test_status_names_a_refused_key_at_once_and_works_after_keys_accept(self):
+        ctl = self.start_manager_tcp_control()
+        keys, public = self.elsewhere()
+        name = pending_name(public.encode())
+        t0 = time.monotonic()
+        rc, out, err = self.nerve("--keys", keys, "status", timeout="10s")
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 1, err)
+        self.assertLess(took, 3.0, "a refusal is known at the handshake, not at the timeout")
+        self.assertEqual(out, "")
+        self.assertIn("nerve: the manager at %s refused this CLI's key %s (%s/cli.pub; "
+                      "ZAP status 400)" % (ctl, public, keys), err)
+        self.assertIn("on the manager's host, `nerve keys accept %s` lets it in" % name, err)
+        self.assertNotIn("unreachable", err)
+        # the same for a verb on the control socket through cli_call
+        rc, _, err = self.nerve("--keys", keys, "rules", "list", timeout="10s")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("refused this CLI's key %s" % public, err)
+        # and for `fire`, on the manager's events socket (TCP, so CURVE too)
+        rc, _, err = self.nerve("--keys", keys, "fire", "/t/refused", timeout="10s")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("the manager at %s refused this CLI's key %s" % (self.manager.events, public),
+                      err)
+
+        # the manager filed it under the name the CLI gave; accepting it there
+        # lets this CLI in once the ZAP handler looks again (within a second)
+        self.assertTrue(os.path.exists(os.path.join(self.keys, "pending", name + ".pub")))
+        rc, _, err = self.nerve("keys", "accept", name, endpoints=False)
+        self.assertEqual(rc, 0, err)
+        got = {}
+
+        def works():
+            got["rc"], got["out"], got["err"] = self.nerve("--keys", keys, "status",
+                                                           timeout="2s")
+            return got["rc"] == 0
+        wait_until(works, timeout=10, interval=0.1, what="status after keys accept")
+        self.assertIn("manager    mgr  nerve-manager", got["out"])
+        self.assertIn("publisher  nerve-publisher", got["out"])
+
+    def test_status_pinning_the_wrong_manager_key_says_so_not_unreachable(self):
+        ctl = self.start_manager_tcp_control()
+        wrong = zmq.curve_keypair()[0].decode()
+        t0 = time.monotonic()
+        rc, out, err = self.nerve("--manager-key", wrong, "status", timeout="10s")
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 1, err)
+        self.assertLess(took, 3.0, "a hung-up handshake is told apart before the timeout")
+        self.assertEqual(out, "")
+        self.assertIn("nerve: the manager at %s hangs up in the middle of the CURVE handshake"
+                      % ctl, err)
+        self.assertIn("does not hold the secret of the key this CLI pins for it, %s" % wrong, err)
+        self.assertNotIn("unreachable", err)
+        # the right key, from the keys directory, still works
+        rc, _, err = self.nerve("status", timeout="5s")
+        self.assertEqual(rc, 0, err)
 
     # ---------------------------------------------------------- explain
 
