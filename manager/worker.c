@@ -5,6 +5,7 @@
     functions writes to that socket, so a module may call api->emit from
     the thread it was called on and nowhere else.
 */
+#define _GNU_SOURCE /* pthread_setname_np() */
 #include "worker.h"
 
 #include <nerve/log.h>
@@ -273,6 +274,7 @@ worker_t *worker_new(void *zmq_ctx, const char *inject_endpoint, const char *hos
             worker_destroy(&self);
             return NULL;
         }
+        pthread_setname_np(t->thread, "worker"); /* for top -H and perf */
         self->nthreads++;
     }
     return self;
