@@ -7,6 +7,7 @@
                      forwarded) and emitted events (forwarded)
       s_on_tick      the heartbeat, and links due to be made again
       s_on_monitor   a link's handshake events (CURVE)
+      s_reload       SIGHUP: a new runset (modules, secrets) or the old kept
     Nothing here blocks: sends to the manager are non-blocking and a full
     queue is counted (the manager retries host reactions, and a repeat is
     answered from the cache).
@@ -23,7 +24,7 @@
 #include "actor.h"
 #include "pool.h"
 #include "recent.h"
-#include "secrets.h"
+#include "runset.h"
 
 #include <nerve/error.h>
 #include <nerve/log.h>
@@ -84,8 +85,7 @@ struct actor {
     void *push; /* mgr.sock */
     nerve_security_t sec;
     char pending_name[NERVE_KEY_PENDING_NAME_LEN + 1]; /* ours, as servers record it */
-    secrets_t *secrets;
-    void *inbox; /* results and events from the workers */
+    void *inbox;                                       /* results and events from the workers */
     char inbox_ep[64];
     char topics[MAX_TOPICS][NERVE_TOPIC_MAX + 1];
     size_t ntopics;
@@ -93,7 +93,9 @@ struct actor {
     recent_t *recent;
     pool_t *pool;
     bool pool_abandoned; /* a reaction outlived the stop: keep ctx alive */
-    nerve_modset_t *modules;
+    runset_t *runset;    /* modules and secrets new reactions get; jobs hold refs */
+    _Atomic int reload;  /* asked for by actor_request_reload() */
+    actor_reload_status_t reload_status;
     msgpack_sbuffer data;  /* a result's or heartbeat's data */
     msgpack_sbuffer frame; /* an encoded event */
     uint64_t start_ms;
@@ -181,21 +183,20 @@ static bool s_is_mine(const actor_t *self, const void *topic, size_t len)
 static void s_dispatch(actor_t *self, const nerve_reaction_t *r)
 {
     nerve_resolved_t fn;
-    char why[768];
-    int rc =
-        nerve_modset_resolve_role(self->modules, NERVE_ROLE_REACTIONS, r->fn, &fn, why, sizeof why);
+    char why[1024];
+    int rc = runset_resolve(self->runset, r->fn, &fn, why, sizeof why);
     if (rc != 0) {
         s_refuse(self, r, true, rc, "%s", why);
         return;
     }
-    pool_job_t *job = pool_job_new(r, &fn);
+    pool_job_t *job = pool_job_new(r, &fn, self->runset);
     if (!job) {
         s_refuse(self, r, true, NERVE_ENOMEM, "actor out of memory");
         return;
     }
     /*  Secrets are put in only now, in the job's own copy of the args:
         nothing that is logged, remembered or sent back holds them. */
-    if (secrets_resolve(self->secrets, &job->r.args, why, sizeof why) != 0) {
+    if (secrets_resolve(runset_secrets(self->runset), &job->r.args, why, sizeof why) != 0) {
         pool_job_free(&job);
         s_refuse(self, r, true, NERVE_ENOENT, "%s", why);
         return;
@@ -347,13 +348,51 @@ static void s_pack_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
+/*  {ok, attempts, failures, modules[, error]}: how the last load of the
+    runset went, so whoever follows the heartbeats sees a reload that
+    failed (or a start that refused a module) without reading the log. */
+static void s_pack_reload(msgpack_packer *pk, const actor_reload_status_t *st)
+{
+    msgpack_pack_map(pk, st->ok ? 4 : 5);
+    s_pack_str(pk, "ok");
+    if (st->ok)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    s_pack_str(pk, "attempts");
+    msgpack_pack_uint64(pk, st->attempts);
+    s_pack_str(pk, "failures");
+    msgpack_pack_uint64(pk, st->failures);
+    s_pack_str(pk, "modules");
+    msgpack_pack_uint64(pk, st->modules);
+    if (!st->ok) {
+        s_pack_str(pk, "error");
+        s_pack_str(pk, st->error);
+    }
+}
+
+/*  Sends self->data as the data of an event of this actor on `tag`. */
+static int s_send_own(actor_t *self, const char *tag)
+{
+    nerve_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    snprintf(ev.tag, sizeof ev.tag, "%s", tag);
+    ev.tag_len = strlen(ev.tag);
+    nerve_wire_new_id(ev.id);
+    ev.ts = nerve_clock_wall_ns();
+    snprintf(ev.host, sizeof ev.host, "%s", self->cfg->id);
+    ev.data_raw = self->data.data;
+    ev.data_raw_len = self->data.size;
+    return s_send_event(self, &ev);
+}
+
 static void s_heartbeat(actor_t *self, uint64_t now_ms)
 {
     const actor_config_t *cfg = self->cfg;
     self->data.size = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &self->data, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
+    msgpack_pack_map(&pk, 5);
     s_pack_str(&pk, "heartbeat_ms"); /* so the manager knows when we are lost */
     msgpack_pack_uint64(&pk, cfg->heartbeat_ms);
     s_pack_str(&pk, "groups");
@@ -364,17 +403,12 @@ static void s_heartbeat(actor_t *self, uint64_t now_ms)
     s_pack_str(&pk, NERVE_VERSION);
     s_pack_str(&pk, "uptime_s");
     msgpack_pack_uint64(&pk, (now_ms - self->start_ms) / 1000);
+    s_pack_str(&pk, "reload");
+    s_pack_reload(&pk, &self->reload_status);
 
-    nerve_event_t ev;
-    memset(&ev, 0, sizeof ev);
-    snprintf(ev.tag, sizeof ev.tag, "/nerve/actor/%s/alive", cfg->id);
-    ev.tag_len = strlen(ev.tag);
-    nerve_wire_new_id(ev.id);
-    ev.ts = nerve_clock_wall_ns();
-    snprintf(ev.host, sizeof ev.host, "%s", cfg->id);
-    ev.data_raw = self->data.data;
-    ev.data_raw_len = self->data.size;
-    if (s_send_event(self, &ev) == 0)
+    char tag[NERVE_TAG_MAX + 1];
+    snprintf(tag, sizeof tag, "/nerve/actor/%s/alive", cfg->id);
+    if (s_send_own(self, tag) == 0)
         self->stats.heartbeats++;
 }
 
@@ -398,8 +432,7 @@ static void s_render_metrics(actor_t *self)
         {"nerve_actor_reactions_repeated_total",
          "Repeats of a finished reaction: the result was sent again, nothing ran.",
          st->repeats_done},
-        {"nerve_actor_reactions_submitted_total", "Reactions given to the workers.",
-         st->submitted},
+        {"nerve_actor_reactions_submitted_total", "Reactions given to the workers.", st->submitted},
         {"nerve_actor_reactions_refused_total",
          "Reactions answered ok:false without running (allow, queue full, unknown fn).",
          st->refused},
@@ -421,6 +454,17 @@ static void s_render_metrics(actor_t *self)
                       (double)ps.queued);
     nerve_mtext_gauge(t, "nerve_actor_reactions_running", "Reactions running now.", NULL,
                       (double)ps.running);
+    const actor_reload_status_t *rs = &self->reload_status;
+    nerve_mtext_counter(t, "nerve_actor_reload_attempts_total", "Reloads tried (SIGHUP).", NULL,
+                        rs->attempts);
+    nerve_mtext_counter(t, "nerve_actor_reload_failures_total",
+                        "Reloads that failed: the running modules and secrets were kept.", NULL,
+                        rs->failures);
+    nerve_mtext_gauge(t, "nerve_actor_reload_last_ok",
+                      "1 when the last load (start or reload) had no error.", NULL,
+                      rs->ok ? 1.0 : 0.0);
+    nerve_mtext_gauge(t, "nerve_actor_modules", "Reactions modules loaded and in use.", NULL,
+                      (double)rs->modules);
     nerve_metrics_publish(self->metrics, t);
 }
 
@@ -432,6 +476,69 @@ static void s_on_tick(actor_t *self, uint64_t now_ms)
         return;
     s_heartbeat(self, now_ms);
     self->next_beat_ms = now_ms + self->cfg->heartbeat_ms;
+}
+
+/* ------------------------------------------------------------------ reload */
+
+/*  Records how a load went: the running runset's counts, and why it
+    failed (or nothing). */
+static void s_reload_note(actor_t *self, int rc, const char *err)
+{
+    actor_reload_status_t *st = &self->reload_status;
+    st->at_ns = nerve_clock_wall_ns();
+    st->ok = rc == 0;
+    st->modules = runset_loaded(self->runset);
+    st->refused = runset_refused(self->runset);
+    snprintf(st->error, sizeof st->error, "%s", rc == 0 ? "" : err);
+}
+
+/*  /nerve/actor/<id>/reload/failed {reason, trigger, value}: the shape of
+    the manager's /nerve/manager/reload/failed, so one rule alerts on both. */
+static void s_reload_failed_event(actor_t *self, const char *trigger)
+{
+    const actor_reload_status_t *st = &self->reload_status;
+    self->data.size = 0;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &self->data, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    s_pack_str(&pk, "reason");
+    s_pack_str(&pk, st->error);
+    s_pack_str(&pk, "trigger");
+    s_pack_str(&pk, trigger);
+    s_pack_str(&pk, "value");
+    msgpack_pack_uint64(&pk, st->failures);
+    char tag[NERVE_TAG_MAX + 1];
+    snprintf(tag, sizeof tag, "/nerve/actor/%s/reload/failed", self->cfg->id);
+    s_send_own(self, tag);
+}
+
+/*  Loads a new runset beside the running one and swaps them only when all
+    of it loaded. The old one lives on in the jobs still holding it. */
+static void s_reload(actor_t *self, const char *trigger)
+{
+    const actor_config_t *cfg = self->cfg;
+    actor_reload_status_t *st = &self->reload_status;
+    char err[sizeof st->error];
+    runset_t *next = NULL;
+    st->attempts++;
+    int rc = runset_load((const char *const *)cfg->modules, cfg->nmodules, cfg->secrets, &next, err,
+                         sizeof err);
+    self->next_beat_ms = nerve_clock_mono_ms(); /* the new status goes out now */
+    if (rc != 0) {
+        runset_unref(&next);
+        st->failures++;
+        s_reload_note(self, rc, err);
+        NERVE_ERROR("actor", "reload (%s) failed, the running modules%s are kept: %s", trigger,
+                    cfg->secrets ? " and secrets" : "", err);
+        s_reload_failed_event(self, trigger);
+        return;
+    }
+    runset_unref(&self->runset);
+    self->runset = next;
+    s_reload_note(self, 0, NULL);
+    NERVE_INFO("actor", "reloaded (%s): %zu reactions module%s from %s%s", trigger,
+               runset_loaded(next), runset_loaded(next) == 1 ? "" : "s", runset_path(next),
+               cfg->secrets ? ", secrets read again" : "");
 }
 
 /* --------------------------------------------------------------------- stop */
@@ -719,14 +826,23 @@ actor_t *actor_new(const actor_config_t *cfg)
     self->sec = cfg->security;
     msgpack_sbuffer_init(&self->data);
     msgpack_sbuffer_init(&self->frame);
-    if (cfg->secrets) {
-        char err[1024];
-        if (!(self->secrets = secrets_load(cfg->secrets, err, sizeof err))) {
-            NERVE_ERROR("actor", "secrets: %s", err);
-            goto fail;
-        }
-        NERVE_INFO("actor", "secrets: %zu from %s", secrets_count(self->secrets), cfg->secrets);
+    /*  A module refused at start does not stop the actor: there is no
+        older set to keep, and refusing every reaction would be worse than
+        refusing that module's (with its reason). A reload, by contrast,
+        keeps the running set rather than take in a refusal. */
+    char err[sizeof self->reload_status.error];
+    int rc = runset_load((const char *const *)cfg->modules, cfg->nmodules, cfg->secrets,
+                         &self->runset, err, sizeof err);
+    if (!self->runset) {
+        NERVE_ERROR("actor", "%s", err);
+        goto fail;
     }
+    s_reload_note(self, rc, err);
+    if (rc != 0)
+        NERVE_ERROR("actor", "start: %s; the other modules run", err);
+    if (cfg->secrets)
+        NERVE_INFO("actor", "secrets: %zu from %s", secrets_count(runset_secrets(self->runset)),
+                   cfg->secrets);
     if (setenv("NERVE_SYSTEMCTL", cfg->systemctl, 1) != 0) {
         NERVE_ERROR("actor", "cannot set NERVE_SYSTEMCTL: %s", strerror(errno));
         goto fail;
@@ -736,11 +852,10 @@ actor_t *actor_new(const actor_config_t *cfg)
     size_t capacity = RECENT_DEFAULT_CAPACITY;
     if (capacity < 2 * (cfg->queue + cfg->workers))
         capacity = 2 * (cfg->queue + cfg->workers);
-    self->modules = nerve_modset_new((const char *const *)cfg->modules, cfg->nmodules);
     self->decoder = nerve_wire_decoder_new();
     self->recent = recent_new(capacity, RECENT_DEFAULT_MAX_BYTES);
     self->ctx = zmq_ctx_new();
-    if (!self->modules || !self->decoder || !self->recent || !self->ctx) {
+    if (!self->decoder || !self->recent || !self->ctx) {
         NERVE_ERROR("actor", "out of memory");
         goto fail;
     }
@@ -758,7 +873,6 @@ actor_t *actor_new(const actor_config_t *cfg)
     if (!(self->pool = pool_new(&pc)))
         goto fail;
     if (cfg->metrics) {
-        char err[256];
         self->metrics = nerve_metrics_start(cfg->metrics, err, sizeof err);
         self->mtext = nerve_mtext_new();
         if (!self->metrics || !self->mtext) {
@@ -779,11 +893,13 @@ int actor_run(actor_t *self)
     self->next_beat_ms = self->start_ms; /* announce ourselves at once */
     NERVE_INFO("actor",
                "%s ready: publisher %s, manager %s, %zu group(s), %zu worker(s), "
-               "modules %s",
+               "%zu reactions module(s) from %s",
                cfg->id, cfg->publisher, cfg->manager, cfg->ngroups, cfg->workers,
-               nerve_modset_path_string(self->modules));
+               runset_loaded(self->runset), runset_path(self->runset));
     int rc = 0;
     while (!atomic_load(&self->stop)) {
+        if (atomic_exchange(&self->reload, 0))
+            s_reload(self, "SIGHUP");
         uint64_t now = nerve_clock_mono_ms();
         s_links_due(self, now);
         s_on_tick(self, now);
@@ -839,6 +955,16 @@ void actor_request_stop(actor_t *self)
     atomic_store(&self->stop, 1);
 }
 
+void actor_request_reload(actor_t *self)
+{
+    atomic_store(&self->reload, 1);
+}
+
+void actor_reload_status(const actor_t *self, actor_reload_status_t *out)
+{
+    *out = self->reload_status;
+}
+
 void actor_destroy(actor_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -860,10 +986,7 @@ void actor_destroy(actor_t **self_p)
     self->ctx = NULL;
     nerve_wire_decoder_destroy(&self->decoder);
     recent_destroy(&self->recent);
-    if (!self->pool_abandoned) { /* the running reaction's code and args live on */
-        nerve_modset_destroy(&self->modules);
-        secrets_destroy(&self->secrets);
-    }
+    runset_unref(&self->runset); /* a reaction that outlived the stop holds its own */
     msgpack_sbuffer_destroy(&self->data);
     msgpack_sbuffer_destroy(&self->frame);
     free(self);

@@ -13,8 +13,9 @@
       4. asks the recent-id cache (recent.h): a repeat of an id still
          queued or running is ignored, a repeat of a finished one gets the
          same result event again, without running;
-      5. resolves `fn` from its own module path (role reactions) and hands
-         it to the worker pool (pool.h).
+      5. resolves `fn` from its runset (runset.h: the reactions modules
+         along its own module path, loaded at start, and its secrets) and
+         hands it to the worker pool (pool.h).
 
     Every reaction it runs or refuses (unknown function, queue full)
     produces one result event /nerve/result/<id>; every `heartbeat` it
@@ -22,20 +23,35 @@
     sockets reconnect by themselves (ZeroMQ), with ZMTP heartbeats so a
     vanished peer is noticed and reconnected.
 
+    Reloading (actor_request_reload, SIGHUP in nerve-actor): the loop
+    loads a new runset beside the running one, reading the modules along
+    `modules` and the `secrets:` file again. If all of it loads, reactions
+    from then on get the new one; reactions already queued or running
+    finish with the runset they were dispatched with (each job holds a
+    reference). Otherwise nothing changes, and the failure, with each
+    refused file and why, is logged, sent as /nerve/actor/<id>/reload/failed
+    {reason, trigger, value: failures so far}, and kept for the status: the
+    next heartbeat carries it in `reload`, and the metrics in
+    nerve_actor_reload_*. The other keys of the config (id, groups,
+    endpoints, allow, workers, …) need a restart.
+
     Stopping (actor_request_stop, SIGTERM in nerve-actor): the SUB is
     closed first, so nothing new is taken; queued reactions are dropped
     unrun (the manager retries host reactions after the restart); running
     ones get up to `timeout` + 1 s to finish, and their results are sent.
 
     Threading: actor_run() runs the loop on the calling thread; the pool's
-    threads run the reactions. actor_request_stop() may be called from any
-    thread or a signal handler.
+    threads run the reactions. actor_request_stop() and
+    actor_request_reload() may be called from any thread or a signal
+    handler.
 */
 #ifndef NERVE_ACTOR_ACTOR_H
 #define NERVE_ACTOR_ACTOR_H
 
 #include "config.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <nerve/wire.h>
@@ -56,6 +72,17 @@ typedef struct actor_stats {
     uint64_t send_dropped; /* messages the manager socket refused (queue full) */
 } actor_stats_t;
 
+/*  How the last load of the runset went (at start, then each reload). */
+typedef struct actor_reload_status {
+    uint64_t attempts; /* reloads tried since start */
+    uint64_t failures; /* reloads that failed: the running runset was kept */
+    bool ok;           /* the last load had no error (a start may have refused a module) */
+    uint64_t at_ns;    /* when it was, wall clock */
+    size_t modules;    /* reactions modules loaded in the running runset */
+    size_t refused;    /* modules the running runset refused (only after a start) */
+    char error[1024];  /* the last load's error, each refused file and why; "" when ok */
+} actor_reload_status_t;
+
 typedef struct actor actor_t;
 
 /*  Creates the actor: the module set, the recent-id cache, the sockets
@@ -71,6 +98,14 @@ int actor_run(actor_t *self);
 
 /*  Asks the loop to stop. Async-signal-safe. */
 void actor_request_stop(actor_t *self);
+
+/*  Asks the loop to reload its runset, as described above, at its next
+    turn (within 100 ms). Async-signal-safe. */
+void actor_request_reload(actor_t *self);
+
+/*  How the last load went. Call from the loop's thread or after
+    actor_run returned. */
+void actor_reload_status(const actor_t *self, actor_reload_status_t *out);
 
 /*  Closes everything (waiting up to 2 s for messages still queued to the
     manager) and sets *self to NULL. Safe on NULL and twice. */

@@ -3,8 +3,10 @@
     Parses flags and the config file (config.c), then runs the actor loop
     (actor.c) until SIGTERM or SIGINT, which stop it cleanly: nothing new is
     taken, running reactions finish (bounded by the reaction timeout), and
-    the process exits 0. Flags override the config file's keys; a bad
-    config or flag exits 2 with the reason (file:line:column for the file).
+    the process exits 0. SIGHUP reloads the modules and the secrets file
+    (all of it or nothing; see actor.h). Flags override the config file's
+    keys; a bad config or flag exits 2 with the reason (file:line:column
+    for the file).
 */
 #include "actor.h"
 #include "config.h"
@@ -54,7 +56,8 @@ static void s_usage(FILE *out)
         "  -V, --version            print the version\n"
         "\n"
         "Durations: 250ms, 30s, 5m, or a number of seconds.\n"
-        "Signals: SIGTERM/SIGINT stop cleanly (running reactions finish first).\n");
+        "Signals: SIGTERM/SIGINT stop cleanly (running reactions finish first);\n"
+        "SIGHUP reloads the modules and the secrets file (all or nothing).\n");
 }
 /* clang-format on */
 
@@ -62,6 +65,12 @@ static void s_on_stop(int sig)
 {
     if (s_actor)
         actor_request_stop(s_actor);
+}
+
+static void s_on_hup(int sig)
+{
+    if (s_actor)
+        actor_request_reload(s_actor);
 }
 
 static void s_signals(void)
@@ -72,6 +81,8 @@ static void s_signals(void)
     sa.sa_handler = s_on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = s_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 

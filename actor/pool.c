@@ -55,13 +55,14 @@ struct pool {
 static nerve_ratelimit_t s_rl_refused = NERVE_RATELIMIT_INIT(1000);
 static nerve_ratelimit_t s_rl_failed = NERVE_RATELIMIT_INIT(1000);
 
-pool_job_t *pool_job_new(const nerve_reaction_t *r, const nerve_resolved_t *fn)
+pool_job_t *pool_job_new(const nerve_reaction_t *r, const nerve_resolved_t *fn, runset_t *runset)
 {
     pool_job_t *job = calloc(1, sizeof *job);
     if (!job)
         return NULL;
     job->r = *r;
     job->fn = *fn;
+    job->runset = runset_ref(runset);
     job->zone = msgpack_zone_new(1024);
     if (!job->zone || nerve_obj_copy(job->zone, &r->args, &job->r.args) != 0) {
         pool_job_free(&job);
@@ -76,6 +77,7 @@ void pool_job_free(pool_job_t **job_p)
         return;
     if ((*job_p)->zone)
         msgpack_zone_free((*job_p)->zone);
+    runset_unref(&(*job_p)->runset);
     free(*job_p);
     *job_p = NULL;
 }

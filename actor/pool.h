@@ -29,6 +29,7 @@
 #define NERVE_ACTOR_POOL_H
 
 #include "allow.h"
+#include "runset.h"
 
 #include <msgpack.h>
 #include <stdint.h>
@@ -36,11 +37,15 @@
 #include <nerve/module.h>
 #include <nerve/wire.h>
 
-/*  One reaction to run. `r.args` points into `zone`, which the job owns. */
+/*  One reaction to run. `r.args` points into `zone`, which the job owns.
+    `fn` and the secret strings in `r.args` come from `runset`, of which the
+    job holds a reference: a reload while the job waits or runs does not
+    pull its code or its args from under it. */
 typedef struct pool_job {
     nerve_reaction_t r;
     msgpack_zone *zone;
-    nerve_resolved_t fn; /* from the actor's module set, alive while it is */
+    nerve_resolved_t fn;
+    runset_t *runset;
 } pool_job_t;
 
 typedef struct pool_config {
@@ -70,11 +75,14 @@ typedef struct pool pool_t;
 /*  Starts the threads. Returns NULL (logged) on failure. */
 pool_t *pool_new(const pool_config_t *cfg);
 
-/*  Makes a job from a decoded reaction: copies the struct and deep-copies
-    args into the job's own zone. NULL on OOM. */
-pool_job_t *pool_job_new(const nerve_reaction_t *r, const nerve_resolved_t *fn);
+/*  Makes a job from a decoded reaction: copies the struct, deep-copies
+    args into the job's own zone, and takes a reference on `runset` (where
+    fn was resolved; may be NULL in tests). NULL on OOM. */
+pool_job_t *pool_job_new(const nerve_reaction_t *r, const nerve_resolved_t *fn, runset_t *runset);
 
-/*  Frees a job and sets *job to NULL. Safe on NULL. */
+/*  Frees a job, dropping its runset reference (the last one unloads that
+    runset's modules: on a worker thread, after the job ran), and sets *job
+    to NULL. Safe on NULL. */
 void pool_job_free(pool_job_t **job);
 
 /*  Queues a job. On 0 the pool owns it and *job is NULL; on NERVE_EFULL

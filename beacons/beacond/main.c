@@ -2,9 +2,10 @@
 
     Parses flags and the config file, builds the scheduler (scheduler.c)
     and runs it until SIGTERM or SIGINT. SIGHUP re-reads the config: the
-    new set of beacons replaces the old only if all of it loads; otherwise
-    the old keeps running and /nerve/beacon/<host>/reload/failed says why.
-    Flags override the config file's keys.
+    new set of beacons replaces the old only if all of it loads, and takes
+    over its counters (beacond_carry: they never go back for Prometheus);
+    otherwise the old keeps running and /nerve/beacon/<host>/reload/failed
+    says why. Flags override the config file's keys.
 */
 #include "config.h"
 #include "scheduler.h"
@@ -172,6 +173,7 @@ static void s_reload(int argc, char **argv, flags_t *flags, beacond_t **running)
         return;
     }
     beacond_set_metrics(next, s_metrics);
+    beacond_carry(next, *running);
     beacond_destroy(running);
     *running = next;
     NERVE_INFO("beacond", "reloaded: %zu beacons", beacond_count(next));

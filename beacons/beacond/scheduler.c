@@ -15,6 +15,13 @@
     like disk.usage emits on one tag per mount). A value is remembered only
     once it was actually queued, so a change dropped by a full queue is
     sent again at the next run.
+
+    Counters are kept for the daemon and per beacon. A reload builds a new
+    scheduler, so beacond_carry() copies them over: Prometheus takes a
+    counter that goes down for a restart, and rate() would show a spike.
+    A beacon is "the same" across a reload when its fn and tag are; its
+    series on /metrics is labelled with both (the configured tag, one per
+    beacon, not the tags of the events it sends).
 */
 #define _GNU_SOURCE /* pipe2 */
 #include "scheduler.h"
@@ -68,6 +75,10 @@ typedef struct beacond_entry {
     bool failing;
     char last_error[S_ERROR_MAX];
     uint64_t last_error_ms;
+    beacond_beacon_stats_t stats;
+    size_t first; /* the first entry with this fn and tag: its /metrics series */
+    size_t nth;   /* how many entries before this one have its fn and tag */
+    bool shared;  /* another entry has its fn and tag */
 } beacond_entry_t;
 
 struct beacond {
@@ -82,6 +93,8 @@ struct beacond {
     beacond_entry_t *entries;
     size_t n;
     beacond_stats_t stats;
+    uint64_t dropped_base;    /* drops counted before this scheduler's connection */
+    bool reload_failed;       /* the last reload failed (nerve_beacond_reload_last_ok) */
     nerve_metrics_t *metrics; /* not owned */
     nerve_mtext_t *mtext;
 };
@@ -162,18 +175,22 @@ static int s_deliver(beacond_entry_t *e, const char *tag, bool has_value, double
         bool stale = e->refresh_ms && now - slot->sent_ms >= e->refresh_ms;
         if (!moved && !stale) {
             self->stats.suppressed++;
+            e->stats.suppressed++;
             return 0;
         }
     }
     int rc = nerve_beacon_send_raw(self->out, tag, data, len);
     if (rc == 0) {
         self->stats.emitted++;
+        e->stats.emitted++;
         if (slot) {
             slot->value = value;
             slot->sent_ms = now ? now : 1;
         }
-    } else if (rc == NERVE_EFULL || rc == NERVE_EIO || rc == NERVE_ENOMEM)
+    } else if (rc == NERVE_EFULL || rc == NERVE_EIO || rc == NERVE_ENOMEM) {
         self->stats.dropped++;
+        e->stats.dropped++;
+    }
     return rc;
 }
 
@@ -297,6 +314,7 @@ static int s_run_entry(beacond_entry_t *e)
         .error_cap = sizeof error,
     };
     self->stats.runs++;
+    e->stats.runs++;
     int rc = e->fn(&call);
     msgpack_zone_clear(self->scratch);
     error[sizeof error - 1] = '\0';     /* whatever the module wrote */
@@ -307,6 +325,7 @@ static int s_run_entry(beacond_entry_t *e)
         return 0;
     }
     self->stats.failures++;
+    e->stats.failures++;
     if (!error[0]) {
         const char *what = nerve_strerror(rc);
         if (strcmp(what, "unknown error") == 0)
@@ -325,24 +344,67 @@ void beacond_set_metrics(beacond_t *self, nerve_metrics_t *m)
         self->mtext = nerve_mtext_new();
 }
 
+/*  One beacon's series: the sum over every entry that shares its fn and
+    tag (a config may list one twice), in the first such entry's place. */
+static void s_render_beacon(beacond_t *self, size_t first)
+{
+    beacond_beacon_stats_t sum = {0};
+    size_t end = self->entries[first].shared ? self->n : first + 1;
+    for (size_t i = first; i < end; i++) {
+        const beacond_beacon_stats_t *st = &self->entries[i].stats;
+        if (self->entries[i].first != first)
+            continue;
+        sum.runs += st->runs;
+        sum.failures += st->failures;
+        sum.emitted += st->emitted;
+        sum.suppressed += st->suppressed;
+        sum.dropped += st->dropped;
+    }
+    const beacond_entry_t *e = &self->entries[first];
+    const char *const *labels = NERVE_LABELS("fn", e->fn_name, "tag", e->tag);
+    nerve_mtext_t *t = self->mtext;
+    nerve_mtext_counter(t, "nerve_beacond_beacon_runs_total", "Calls of each beacon.", labels,
+                        sum.runs);
+    nerve_mtext_counter(t, "nerve_beacond_beacon_failures_total",
+                        "Calls of each beacon that failed.", labels, sum.failures);
+    nerve_mtext_counter(t, "nerve_beacond_beacon_events_total",
+                        "Events each beacon emitted that were queued to the manager.", labels,
+                        sum.emitted);
+    nerve_mtext_counter(t, "nerve_beacond_beacon_suppressed_total",
+                        "Events of each beacon onchange held back.", labels, sum.suppressed);
+    nerve_mtext_counter(t, "nerve_beacond_beacon_dropped_total",
+                        "Events of each beacon dropped: the queue to the manager was full.", labels,
+                        sum.dropped);
+}
+
 static void s_render_metrics(beacond_t *self)
 {
     nerve_mtext_t *t = self->mtext;
     if (!t)
         return;
+    beacond_stats_t st;
+    beacond_stats(self, &st);
     nerve_mtext_reset(t);
-    nerve_mtext_counter(t, "nerve_beacond_runs_total", "Beacon function calls.", NULL,
-                        self->stats.runs);
+    nerve_mtext_counter(t, "nerve_beacond_runs_total", "Beacon function calls.", NULL, st.runs);
     nerve_mtext_counter(t, "nerve_beacond_failures_total", "Beacon calls that failed.", NULL,
-                        self->stats.failures);
-    nerve_mtext_counter(t, "nerve_beacond_events_total", "Events handed to the manager link.",
-                        NULL, self->stats.emitted);
+                        st.failures);
+    nerve_mtext_counter(t, "nerve_beacond_events_total", "Events handed to the manager link.", NULL,
+                        st.emitted);
     nerve_mtext_counter(t, "nerve_beacond_suppressed_total", "Events onchange held back.", NULL,
-                        self->stats.suppressed);
+                        st.suppressed);
     nerve_mtext_counter(t, "nerve_beacond_dropped_total",
-                        "Events dropped: the queue to the manager was full.", NULL,
-                        self->stats.dropped);
+                        "Events dropped: the queue to the manager was full.", NULL, st.dropped);
+    nerve_mtext_counter(t, "nerve_beacond_reloads_total",
+                        "Reloads (SIGHUP) that replaced the configuration.", NULL, st.reloads);
+    nerve_mtext_counter(t, "nerve_beacond_reload_failures_total",
+                        "Reloads that failed: the previous configuration kept running.", NULL,
+                        st.reload_failures);
+    nerve_mtext_gauge(t, "nerve_beacond_reload_last_ok", "1 unless the last reload failed.", NULL,
+                      self->reload_failed ? 0.0 : 1.0);
     nerve_mtext_gauge(t, "nerve_beacond_beacons", "Beacons configured.", NULL, (double)self->n);
+    for (size_t i = 0; i < self->n; i++)
+        if (self->entries[i].first == i)
+            s_render_beacon(self, i);
     nerve_metrics_publish(self->metrics, t);
 }
 
@@ -403,6 +465,8 @@ size_t beacond_run_once(beacond_t *self)
 
 void beacond_report_reload_failure(beacond_t *self, const char *why)
 {
+    self->stats.reload_failures++;
+    self->reload_failed = true;
     char tag[NERVE_TAG_MAX + 1];
     snprintf(tag, sizeof tag, "/nerve/beacon/%s/reload/failed", self->host);
     static const char *const keys[] = {"error"};
@@ -412,9 +476,52 @@ void beacond_report_reload_failure(beacond_t *self, const char *why)
 void beacond_stats(const beacond_t *self, beacond_stats_t *out)
 {
     *out = self->stats;
+    /*  The connection may count a drop the scheduler did not see; its
+        count starts from 0 with each scheduler's connection. */
     nerve_beacon_stats_t st;
-    if (nerve_beacon_stats(self->out, &st) == 0 && st.dropped > out->dropped)
-        out->dropped = st.dropped;
+    if (nerve_beacon_stats(self->out, &st) == 0 && self->dropped_base + st.dropped > out->dropped)
+        out->dropped = self->dropped_base + st.dropped;
+}
+
+int beacond_beacon_stats(const beacond_t *self, size_t i, beacond_beacon_stats_t *out)
+{
+    if (i >= self->n)
+        return NERVE_ERANGE;
+    *out = self->entries[i].stats;
+    return 0;
+}
+
+static bool s_same_beacon(const beacond_entry_t *a, const beacond_entry_t *b)
+{
+    return strcmp(a->fn_name, b->fn_name) == 0 && strcmp(a->tag, b->tag) == 0;
+}
+
+void beacond_carry(beacond_t *next, const beacond_t *prev)
+{
+    beacond_stats_t st;
+    beacond_stats(prev, &st);
+    next->stats.runs += st.runs;
+    next->stats.failures += st.failures;
+    next->stats.emitted += st.emitted;
+    next->stats.suppressed += st.suppressed;
+    next->stats.dropped += st.dropped;
+    next->stats.reloads += st.reloads + 1;
+    next->stats.reload_failures += st.reload_failures;
+    next->dropped_base += st.dropped;
+    for (size_t i = 0; i < next->n; i++) {
+        beacond_entry_t *e = &next->entries[i];
+        for (size_t j = 0; j < prev->n; j++) {
+            const beacond_entry_t *p = &prev->entries[j];
+            if (p->nth != e->nth || !s_same_beacon(p, e))
+                continue;
+            e->stats.runs += p->stats.runs;
+            e->stats.failures += p->stats.failures;
+            e->stats.emitted += p->stats.emitted;
+            e->stats.suppressed += p->stats.suppressed;
+            e->stats.dropped += p->stats.dropped;
+            break;
+        }
+    }
 }
 
 size_t beacond_count(const beacond_t *self)
@@ -528,6 +635,14 @@ beacond_t *beacond_new(const beacond_config_t *cfg, char *err, size_t errsize)
             return NULL;
         }
         self->n = i + 1; /* from here on destroy releases it */
+        e->first = i;
+        for (size_t j = 0; j < i; j++) {
+            if (!s_same_beacon(&self->entries[j], e))
+                continue;
+            if (e->nth++ == 0)
+                e->first = j;
+            self->entries[j].shared = true;
+        }
     }
     nerve_beacon_options_t o = {.host = self->host,
                                 .hwm = cfg->hwm,

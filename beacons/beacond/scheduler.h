@@ -17,6 +17,11 @@
       — on the first failure, when the reason changes, and once a minute
       while it lasts — and the beacon is run again at its next interval.
 
+    Counters are monotonic across reloads, as Prometheus expects: a reload
+    makes a new scheduler, and beacond_carry() hands it the old one's
+    daemon totals, and each beacon's counters when the new config still has
+    that beacon (the same fn and tag).
+
     Threading: one scheduler per process (signals reach it through
     beacond_request_stop/reload, which are async-signal-safe); everything
     else runs on the thread that calls beacond_run().
@@ -49,8 +54,18 @@ int beacond_run(beacond_t *self);
 size_t beacond_run_once(beacond_t *self);
 
 /*  Sends /nerve/beacon/<host>/reload/failed {error} (a reload that kept
-    the old configuration running). */
+    the old configuration running) and counts the failure. */
 void beacond_report_reload_failure(beacond_t *self, const char *why);
+
+/*  Makes `next`, the scheduler a reload built, go on counting where
+    `prev`, the one it replaces, stopped: next's daemon totals become
+    prev's (beacond_stats, reload_failures included) plus one reload; each
+    beacon of next takes the counters of prev's beacon with the same fn and
+    tag (the k-th such beacon of prev for the k-th of next, when a config
+    lists one twice). A beacon new in next starts from 0; one gone from
+    prev is dropped (its series leaves /metrics). Call once, before
+    anything runs on next and before prev is destroyed. */
+void beacond_carry(beacond_t *next, const beacond_t *prev);
 
 /*  Serves this scheduler's counters at /metrics through m (not owned; it
     outlives reloads, which make a new scheduler): rendered by
@@ -58,16 +73,31 @@ void beacond_report_reload_failure(beacond_t *self, const char *why);
 struct nerve_metrics;
 void beacond_set_metrics(beacond_t *self, struct nerve_metrics *m);
 
-/*  Counters since beacond_new(). */
+/*  Counters since the daemon started (carried over reloads). */
 typedef struct beacond_stats {
-    uint64_t runs;       /* beacon function calls */
-    uint64_t failures;   /* calls that returned an error */
-    uint64_t emitted;    /* events handed to the connection */
-    uint64_t suppressed; /* events onchange kept back */
-    uint64_t dropped;    /* events the connection's full queue dropped */
+    uint64_t runs;            /* beacon function calls */
+    uint64_t failures;        /* calls that returned an error */
+    uint64_t emitted;         /* events handed to the connection (error events too) */
+    uint64_t suppressed;      /* events onchange kept back */
+    uint64_t dropped;         /* events the connection's full queue dropped */
+    uint64_t reloads;         /* reloads that replaced the configuration */
+    uint64_t reload_failures; /* reloads that failed: the old one kept running */
 } beacond_stats_t;
 
 void beacond_stats(const beacond_t *self, beacond_stats_t *out);
+
+/*  One beacon's counters (carried over reloads while its fn and tag stay). */
+typedef struct beacond_beacon_stats {
+    uint64_t runs;       /* calls of its function */
+    uint64_t failures;   /* calls that returned an error */
+    uint64_t emitted;    /* events it emitted that were queued */
+    uint64_t suppressed; /* events onchange held back */
+    uint64_t dropped;    /* events the full queue dropped */
+} beacond_beacon_stats_t;
+
+/*  The counters of beacon i (config order, i < beacond_count()). 0, or
+    NERVE_ERANGE for an i out of range. */
+int beacond_beacon_stats(const beacond_t *self, size_t i, beacond_beacon_stats_t *out);
 
 /*  Number of beacons configured. */
 size_t beacond_count(const beacond_t *self);

@@ -1,0 +1,334 @@
+/*  runset.c — the actor's module set and secrets, loaded together (see
+    runset.h).
+
+    The loader (lib/module.c) loads lazily by name, and its one eager call,
+    nerve_modset_load_all(), takes every role: an actor has no business
+    running the init() of rules or beacon modules. So runset_load() lists
+    <dir>/reactions/ itself and has the loader load each name through the
+    search path by resolving a probe function, reactions.<name>.- ('-' is
+    a legal function name no module is expected to have): the module is
+    then in the set, loaded or refused, and the answer says which and why.
+
+    The outcome for every name is also kept here, so that runset_resolve()
+    passes to the loader only names it holds loaded. Asked about a name it
+    has never seen, the loader would look on the disk, and the set would
+    not be closed.
+*/
+#include "runset.h"
+
+#include <nerve/error.h>
+#include <nerve/log.h>
+#include <nerve/wire.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROBE_FN   "-"
+#define REASON_MAX 1024
+#define ROLE_DIR   "reactions"
+
+/*  One name found under a reactions/ directory. */
+typedef struct module_state {
+    char *name;
+    int rc;    /* 0: loaded; otherwise the loader's code for refusing it… */
+    char *why; /* …and "<file>: <reason>" */
+} module_state_t;
+
+struct runset {
+    atomic_size_t refs;
+    nerve_modset_t *mods;
+    secrets_t *secrets;
+    module_state_t *modules; /* in load order */
+    size_t nmodules, capmodules;
+    size_t loaded, refused;
+};
+
+/* ----------------------------------------------------------------- names */
+
+/*  What the loader accepts as a module or function name. */
+static bool s_valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > NERVE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/*  Splits "reactions.<module>.<fn>" exactly as the loader checks it. False
+    for anything the loader would refuse before it looks for the module
+    (too long, not three parts, another role, a bad name): such names can
+    go to the loader, which answers them without touching the disk. */
+static bool s_split(const char *dotted, const char **module, size_t *module_len)
+{
+    size_t len = strlen(dotted);
+    if (len > NERVE_NAME_MAX)
+        return false;
+    const char *dot1 = strchr(dotted, '.');
+    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    if (!dot2 || strchr(dot2 + 1, '.'))
+        return false;
+    if ((size_t)(dot1 - dotted) != strlen(ROLE_DIR) ||
+        memcmp(dotted, ROLE_DIR, strlen(ROLE_DIR)) != 0)
+        return false;
+    *module = dot1 + 1;
+    *module_len = (size_t)(dot2 - *module);
+    return s_valid_name(*module, *module_len) &&
+           s_valid_name(dot2 + 1, len - (size_t)(dot2 + 1 - dotted));
+}
+
+static module_state_t *s_find(runset_t *self, const char *name, size_t len)
+{
+    for (size_t i = 0; i < self->nmodules; i++)
+        if (strlen(self->modules[i].name) == len && memcmp(self->modules[i].name, name, len) == 0)
+            return &self->modules[i];
+    return NULL;
+}
+
+/* --------------------------------------------------------------- loading */
+
+/*  Appends "; text" (or "text" first) to the refusal summary. */
+static void s_note(char *sum, size_t size, size_t *len, const char *text)
+{
+    if (*len >= size)
+        return;
+    int n = snprintf(sum + *len, size - *len, "%s%s", *len ? "; " : "", text);
+    if (n > 0)
+        *len += (size_t)n < size - *len ? (size_t)n : size - *len;
+}
+
+static int s_record(runset_t *self, const char *name, int rc, const char *why)
+{
+    if (self->nmodules == self->capmodules) {
+        size_t cap = self->capmodules ? self->capmodules * 2 : 16;
+        module_state_t *m = realloc(self->modules, cap * sizeof *m);
+        if (!m)
+            return NERVE_ENOMEM;
+        self->modules = m;
+        self->capmodules = cap;
+    }
+    module_state_t *m = &self->modules[self->nmodules];
+    m->name = strdup(name);
+    m->rc = rc;
+    m->why = rc ? strdup(why) : NULL;
+    if (!m->name || (rc && !m->why)) {
+        free(m->name);
+        free(m->why);
+        return NERVE_ENOMEM;
+    }
+    self->nmodules++;
+    if (rc)
+        self->refused++;
+    else
+        self->loaded++;
+    return 0;
+}
+
+typedef struct loaded_probe {
+    const char *name;
+    bool found;
+} loaded_probe_t;
+
+static void s_is_loaded_cb(void *arg, const nerve_module_t *m, const char *path)
+{
+    loaded_probe_t *p = arg;
+    if (m->role == NERVE_ROLE_REACTIONS && strcmp(m->name, p->name) == 0)
+        p->found = true;
+}
+
+/*  Has the loader load `name` through the search path and records the
+    outcome. Only NERVE_ENOMEM is returned: a refusal is an outcome. */
+static int s_load_name(runset_t *self, const char *name, char *sum, size_t sumsize, size_t *sumlen)
+{
+    char dotted[NERVE_NAME_MAX + 1];
+    int n = snprintf(dotted, sizeof dotted, ROLE_DIR ".%s." PROBE_FN, name);
+    if (n < 0 || (size_t)n >= sizeof dotted) {
+        NERVE_WARN("actor", "%s/" ROLE_DIR "/%s.so: ignored: the name is too long to call",
+                   nerve_modset_path_string(self->mods), name);
+        return 0;
+    }
+    nerve_resolved_t res;
+    char why[REASON_MAX];
+    int rc =
+        nerve_modset_resolve_role(self->mods, NERVE_ROLE_REACTIONS, dotted, &res, why, sizeof why);
+    if (rc == NERVE_ENOMEM)
+        return rc;
+    loaded_probe_t probe = {name, rc == 0};
+    if (!probe.found)
+        nerve_modset_foreach(self->mods, s_is_loaded_cb, &probe);
+    if (probe.found)
+        return s_record(self, name, 0, NULL);
+    /*  "reactions.<name>.-: <file>: <reason>": the probe's name means
+        nothing to an operator. */
+    const char *text = why;
+    size_t dl = strlen(dotted);
+    if (strncmp(why, dotted, dl) == 0 && strncmp(why + dl, ": ", 2) == 0)
+        text = why + dl + 2;
+    NERVE_ERROR("actor", "reactions module refused: %s", text);
+    s_note(sum, sumsize, sumlen, text);
+    return s_record(self, name, rc, text);
+}
+
+static int s_is_so(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return n > 3 && strcmp(d->d_name + n - 3, ".so") == 0;
+}
+
+/*  Loads every module named in <dir>/reactions/ not seen in an earlier
+    directory. */
+static int s_load_dir(runset_t *self, const char *dir, char *sum, size_t sumsize, size_t *sumlen)
+{
+    char role_path[4096];
+    snprintf(role_path, sizeof role_path, "%s/" ROLE_DIR, dir);
+    struct dirent **names = NULL;
+    int n = scandir(role_path, &names, s_is_so, alphasort);
+    if (n < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        char text[sizeof role_path + 256];
+        snprintf(text, sizeof text, "%s: cannot list: %s", role_path, strerror(errno));
+        NERVE_ERROR("actor", "reactions modules: %s", text);
+        s_note(sum, sumsize, sumlen, text);
+        self->refused++;
+        return 0;
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const char *file = names[i]->d_name;
+        size_t len = strlen(file) - 3;
+        if (rc == 0 && !s_valid_name(file, len))
+            NERVE_WARN("actor", "%s/%s: ignored: not a module name (use [A-Za-z0-9_-] before .so)",
+                       role_path, file);
+        else if (rc == 0 && !s_find(self, file, len)) {
+            char name[NERVE_NAME_MAX + 1];
+            snprintf(name, sizeof name, "%.*s", (int)len, file);
+            rc = s_load_name(self, name, sum, sumsize, sumlen);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+static void s_free(runset_t *self)
+{
+    nerve_modset_destroy(&self->mods);
+    secrets_destroy(&self->secrets);
+    for (size_t i = 0; i < self->nmodules; i++) {
+        free(self->modules[i].name);
+        free(self->modules[i].why);
+    }
+    free(self->modules);
+    free(self);
+}
+
+int runset_load(const char *const *dirs, size_t ndirs, const char *secrets_path, runset_t **out,
+                char *err, size_t errsize)
+{
+    *out = NULL;
+    runset_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errsize, "out of memory");
+        return NERVE_ENOMEM;
+    }
+    atomic_init(&self->refs, 1);
+    /*  The secrets first: a file refused there refuses everything, and
+        reading it costs less than loading modules. */
+    if (secrets_path && !(self->secrets = secrets_load(secrets_path, err, errsize))) {
+        s_free(self);
+        return NERVE_EINVAL;
+    }
+    if (!(self->mods = nerve_modset_new(dirs, ndirs))) {
+        snprintf(err, errsize, "cannot use the module path (see the log above)");
+        s_free(self);
+        return NERVE_EINVAL;
+    }
+    char sum[2048] = "";
+    size_t sumlen = 0;
+    int rc = 0;
+    for (size_t i = 0; i < ndirs && rc == 0; i++)
+        rc = s_load_dir(self, dirs[i], sum, sizeof sum, &sumlen);
+    if (rc != 0) {
+        snprintf(err, errsize, "out of memory loading modules");
+        s_free(self);
+        return rc;
+    }
+    *out = self;
+    if (self->refused == 0)
+        return 0;
+    snprintf(err, errsize, "%zu reactions module%s refused: %s", self->refused,
+             self->refused == 1 ? "" : "s", sum);
+    return NERVE_EMODULE;
+}
+
+runset_t *runset_ref(runset_t *self)
+{
+    if (self)
+        atomic_fetch_add_explicit(&self->refs, 1, memory_order_relaxed);
+    return self;
+}
+
+void runset_unref(runset_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    runset_t *self = *self_p;
+    *self_p = NULL;
+    /*  acq_rel: whatever the other holders did with the runset happens
+        before it is freed. */
+    if (atomic_fetch_sub_explicit(&self->refs, 1, memory_order_acq_rel) == 1)
+        s_free(self);
+}
+
+int runset_resolve(runset_t *self, const char *dotted, nerve_resolved_t *out, char *err,
+                   size_t errsize)
+{
+    const char *module;
+    size_t module_len;
+    if (!self || !dotted || !s_split(dotted, &module, &module_len))
+        return nerve_modset_resolve_role(self ? self->mods : NULL, NERVE_ROLE_REACTIONS, dotted,
+                                         out, err, errsize);
+    const module_state_t *m = s_find(self, module, module_len);
+    if (!m) {
+        const char *path = nerve_modset_path_string(self->mods);
+        snprintf(err, errsize,
+                 "%s: no module " ROLE_DIR "/%.*s.so was loaded from %s (the actor loads its "
+                 "modules at start and on reload: SIGHUP nerve-actor to take in a new one)",
+                 dotted, (int)module_len, module, *path ? path : "(empty module path)");
+        return NERVE_ENOENT;
+    }
+    if (m->rc != 0) {
+        snprintf(err, errsize, "%s: %s", dotted, m->why);
+        return m->rc;
+    }
+    return nerve_modset_resolve_role(self->mods, NERVE_ROLE_REACTIONS, dotted, out, err, errsize);
+}
+
+const secrets_t *runset_secrets(const runset_t *self)
+{
+    return self ? self->secrets : NULL;
+}
+
+size_t runset_loaded(const runset_t *self)
+{
+    return self ? self->loaded : 0;
+}
+
+size_t runset_refused(const runset_t *self)
+{
+    return self ? self->refused : 0;
+}
+
+const char *runset_path(const runset_t *self)
+{
+    return self ? nerve_modset_path_string(self->mods) : "";
+}
