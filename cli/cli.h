@@ -136,6 +136,39 @@ bool cli_curve(const cli_t *cli, const char *endpoint);
 void cli_print_refused(cli_t *cli, const char *who, const char *endpoint, uint16_t event,
                        uint32_t value);
 
+/*  What a CURVE client's socket monitor said about its handshakes, for a
+    socket that follows them itself (`nerve watch`: its monitor also
+    reports connects and disconnects). Zero it to start. client.c's top
+    comment says what libzmq lets a client tell apart. */
+typedef struct cli_handshake {
+    bool done;             /* a handshake succeeded */
+    unsigned hangups;      /* handshakes hung up mid-way since the last success */
+    uint32_t hangup_errno; /* the last hang-up's errno */
+} cli_handshake_t;
+
+/*  Handshakes hung up in a row before the key pinned is called wrong
+    (client.c's top comment): ~300 ms at libzmq's reconnect interval. */
+#define CLI_HANGUPS_MAX 3
+
+/*  Reads one socket-monitor event, [event u16 value u32][endpoint],
+    without waiting. 0, or -1 when none was there. */
+int cli_monitor_read(void *monitor, uint16_t *event, uint32_t *value);
+
+/*  Takes one monitor event of a CURVE client's socket. CLI_OK to go on (a
+    handshake done, one hang-up that could be a daemon stopping, any other
+    event), or CLI_FAIL, printed (cli_print_refused) for `who` at
+    `endpoint`: the server refused this CLI's key, broke the CURVE
+    exchange, or hung up CLI_HANGUPS_MAX handshakes in a row (the key
+    pinned is wrong). */
+int cli_handshake_on(cli_handshake_t *self, cli_t *cli, const char *who, const char *endpoint,
+                     uint16_t event, uint32_t value);
+
+/*  At a deadline with no handshake done: CLI_FAIL (printed) when the
+    server hung up on one, so the pinned key is named rather than the
+    daemon called unreachable; else CLI_UNREACHABLE, for the caller to say. */
+int cli_handshake_timeout(const cli_handshake_t *self, cli_t *cli, const char *who,
+                          const char *endpoint);
+
 /*  A DEALER connected to one control endpoint, for one or many requests in
     turn, pinned to `server_key` when the endpoint is TCP (cli_secure), its
     CURVE handshake watched by a socket monitor. NULL on failure (printed). */

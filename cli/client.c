@@ -20,7 +20,8 @@
 
     A refused CURVE handshake never reaches the socket itself: libzmq only
     tells a socket monitor. So every CURVE socket here is watched while its
-    handshake is under way (handshake_t), and a refusal is said at once,
+    handshake is under way (cli_handshake_t; `nerve watch` follows its
+    tap's handshakes the same way), and a refusal is said at once,
     as what it is, instead of waiting out the timeout and calling a
     manager that answered "unreachable". What a client can tell apart
     (libzmq 4.3):
@@ -35,7 +36,7 @@
         the key we pin cannot open our HELLO and hangs up without a word
         (it alone sees ZMTP_CRYPTOGRAPHIC); a NULL-mechanism server
         usually hangs up before we read its greeting. libzmq reconnects
-        and it happens again every ~100 ms, so HANGUPS_MAX of them in a
+        and it happens again every ~100 ms, so CLI_HANGUPS_MAX of them in a
         row mean a wrong pinned key or no CURVE there; one could be a
         daemon that is just stopping, so we wait for the repeat.
     No TCP connection at all stays "unreachable" (exit 3).
@@ -340,16 +341,66 @@ void cli_print_refused(cli_t *cli, const char *who, const char *endpoint, uint16
 
 /* ------------------------------------------------------------ handshake */
 
-/*  Handshakes hung up in a row before we call it a wrong key (see the top
-    of the file): ~300 ms at libzmq's default reconnect interval. */
-#define HANGUPS_MAX 3
+int cli_monitor_read(void *monitor, uint16_t *event, uint32_t *value)
+{
+    *event = 0;
+    *value = 0;
+    bool more = true, got = false;
+    for (int frame = 0; more; frame++) { /* [event u16, value u32][endpoint] */
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        if (frame == 0 && zmq_msg_size(&m) >= 6) {
+            memcpy(event, zmq_msg_data(&m), sizeof *event);
+            memcpy(value, (const uint8_t *)zmq_msg_data(&m) + 2, sizeof *value);
+            got = true;
+        }
+        more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    return got ? 0 : -1;
+}
 
-/*  A CURVE socket's handshake, followed through its socket monitor. */
+int cli_handshake_on(cli_handshake_t *self, cli_t *cli, const char *who, const char *endpoint,
+                     uint16_t event, uint32_t value)
+{
+    switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        self->done = true;
+        self->hangups = 0;
+        return CLI_OK;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        cli_print_refused(cli, who, endpoint, event, value);
+        return CLI_FAIL;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        self->hangup_errno = value;
+        if (++self->hangups < CLI_HANGUPS_MAX)
+            return CLI_OK;
+        cli_print_refused(cli, who, endpoint, event, value);
+        return CLI_FAIL;
+    default:
+        return CLI_OK;
+    }
+}
+
+int cli_handshake_timeout(const cli_handshake_t *self, cli_t *cli, const char *who,
+                          const char *endpoint)
+{
+    if (self->done || self->hangups == 0)
+        return CLI_UNREACHABLE;
+    cli_print_refused(cli, who, endpoint, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, self->hangup_errno);
+    return CLI_FAIL;
+}
+
+/*  A CURVE socket's handshake, followed through its socket monitor, for
+    the sockets that wait for one handshake (control, events). */
 typedef struct handshake {
-    void *monitor;    /* PAIR on the socket's monitor; NULL when not CURVE */
-    bool done;        /* ZMQ_EVENT_HANDSHAKE_SUCCEEDED came */
-    unsigned hangups; /* ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL since the last success */
-    uint32_t hangup_errno;
+    void *monitor; /* PAIR on the socket's monitor; NULL when not CURVE */
+    cli_handshake_t state;
 } handshake_t;
 
 /*  Starts watching `sock` (call before zmq_connect). 0, or -1 (printed). */
@@ -383,59 +434,28 @@ static void s_handshake_close(handshake_t *self)
 /*  True while the handshake is to be waited for. */
 static bool s_handshake_pending(const handshake_t *self)
 {
-    return self->monitor && !self->done;
+    return self->monitor && !self->state.done;
 }
 
 /*  Reads one monitor event. CLI_OK (go on waiting, or done), or CLI_FAIL
-    when the server refused us or hung up HANGUPS_MAX times (printed). */
+    when the server refused us or hung up CLI_HANGUPS_MAX times (printed). */
 static int s_handshake_event(handshake_t *self, cli_t *cli, const char *who, const char *endpoint)
 {
-    uint16_t event = 0;
-    uint32_t value = 0;
-    bool more = true;
-    for (int frame = 0; more; frame++) { /* [event u16, value u32][endpoint] */
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        if (frame == 0 && zmq_msg_size(&m) >= 6) {
-            memcpy(&event, zmq_msg_data(&m), sizeof event);
-            memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, sizeof value);
-        }
-        more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-    }
-    switch (event) {
-    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-        self->done = true;
-        self->hangups = 0;
+    uint16_t event;
+    uint32_t value;
+    if (cli_monitor_read(self->monitor, &event, &value) != 0)
         return CLI_OK;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        cli_print_refused(cli, who, endpoint, event, value);
-        return CLI_FAIL;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        self->hangup_errno = value;
-        if (++self->hangups < HANGUPS_MAX)
-            return CLI_OK;
-        cli_print_refused(cli, who, endpoint, event, value);
-        return CLI_FAIL;
-    default:
-        return CLI_OK;
-    }
+    return cli_handshake_on(&self->state, cli, who, endpoint, event, value);
 }
 
 /*  At the deadline: a handshake the server hung up on is said as such
-    (CLI_FAIL, printed), even before HANGUPS_MAX; otherwise
+    (CLI_FAIL, printed), even before CLI_HANGUPS_MAX; otherwise
     CLI_UNREACHABLE, for the caller to say. */
 static int s_handshake_timeout(handshake_t *self, cli_t *cli, const char *who, const char *endpoint)
 {
-    if (!s_handshake_pending(self) || self->hangups == 0)
+    if (!s_handshake_pending(self))
         return CLI_UNREACHABLE;
-    cli_print_refused(cli, who, endpoint, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, self->hangup_errno);
-    return CLI_FAIL;
+    return cli_handshake_timeout(&self->state, cli, who, endpoint);
 }
 
 /* ------------------------------------------------------ control socket */

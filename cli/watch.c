@@ -11,8 +11,13 @@
     A SUB socket cannot tell a dead manager from a quiet one, so a socket
     monitor reports the connection: no connection within the timeout is
     exit 3, and a manager that goes away mid-watch is said on stderr. A tap
-    on TCP is CURVE (cli_secure); a refused key is exit 1, with the name
-    to accept.
+    on TCP is CURVE (cli_secure), and there a TCP connection is not yet a
+    tap: the watch is connected once the CURVE handshake succeeds. The
+    monitor follows every handshake the way the control socket's is
+    followed (cli_handshake_on): a refused key, or handshakes hung up
+    again and again (the key pinned for the manager is wrong), is exit 1
+    at once, naming the key; a manager that restarts is a disconnect and
+    then a good handshake, so the watch just carries on.
 
     --record FILE writes each event shown as one JSON line that `nerve
     replay` reads back (the same line `--json` prints for an event).
@@ -66,7 +71,11 @@ typedef struct watch {
     msgpack_sbuffer line;
     uint8_t ids[SHOWN_IDS][NERVE_ID_SIZE];
     size_t nids, next_id;
-    bool connected;
+    bool curve;     /* the tap is on TCP: connected means a CURVE handshake done */
+    bool up;        /* connected now */
+    bool connected; /* connected once: the timeout no longer applies */
+    bool tcp;       /* a TCP connection was made (CURVE: maybe no handshake yet) */
+    cli_handshake_t hs;
     bool refused; /* the CURVE handshake was refused: nothing will come */
     int rc;
 } watch_t;
@@ -87,7 +96,9 @@ static void s_usage(FILE *out)
             "  -n, --count N   stop after N lines\n"
             "  --duration D    stop after D (30s, 5m)\n"
             "\n"
-            "Exit 0 when stopped; 3 when the tap cannot be reached within the timeout.\n");
+            "Exit 0 when stopped; 1 when the manager refuses this CLI's key, or does not\n"
+            "hold the one pinned for it (TCP); 3 when the tap cannot be reached within the\n"
+            "timeout.\n");
 }
 
 static void s_remember(watch_t *self, const uint8_t id[NERVE_ID_SIZE])
@@ -268,35 +279,35 @@ static bool s_on_message(watch_t *self)
     return go_on && !(self->count && self->shown >= self->count);
 }
 
-/*  Reads one socket-monitor event: connected or disconnected. */
+/*  Reads one socket-monitor event: connected, disconnected, or how a
+    handshake went. On CURVE a TCP connection is only the start: the tap
+    is up when the handshake succeeds, and each hang-up in the middle of
+    one counts towards calling the pinned key wrong (libzmq reports it as
+    a handshake failure and then a disconnect, so a wrong key is never
+    mistaken for a manager that came and went). */
 static void s_on_monitor(watch_t *self)
 {
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    int size = zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT);
-    uint16_t event = 0;
-    uint32_t value = 0;
-    if (size >= 2)
-        memcpy(&event, zmq_msg_data(&m), sizeof event);
-    if (size >= 6)
-        memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, sizeof value);
-    bool more = size >= 0 && zmq_msg_more(&m);
-    zmq_msg_close(&m);
-    while (more) { /* the second frame names the endpoint */
-        zmq_msg_init(&m);
-        more = zmq_msg_recv(&m, self->monitor, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&m);
-        zmq_msg_close(&m);
-    }
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-        cli_print_refused(self->cli, "manager", self->cli->tap, event, value);
+    uint16_t event;
+    uint32_t value;
+    if (cli_monitor_read(self->monitor, &event, &value) != 0)
+        return;
+    /* Without CURVE a hang-up is no handshake of ours to judge: only a
+       refusal (ZAP, a mechanism mismatch) is certain. */
+    if ((self->curve || event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
+        cli_handshake_on(&self->hs, self->cli, "manager", self->cli->tap, event, value) != CLI_OK) {
         self->refused = true;
-    } else if (event == ZMQ_EVENT_CONNECTED) {
+        return;
+    }
+    if (event == ZMQ_EVENT_CONNECTED)
+        self->tcp = true;
+    if (event == (self->curve ? ZMQ_EVENT_HANDSHAKE_SUCCEEDED : ZMQ_EVENT_CONNECTED)) {
         if (self->connected)
             fprintf(stderr, "nerve watch: reconnected to %s\n", self->cli->tap);
-        self->connected = true;
-    } else if (event == ZMQ_EVENT_DISCONNECTED && self->connected) {
+        self->connected = self->up = true;
+    } else if (event == ZMQ_EVENT_DISCONNECTED && self->up) {
         fprintf(stderr, "nerve watch: lost the tap at %s; waiting for the manager\n",
                 self->cli->tap);
+        self->up = false;
     }
 }
 
@@ -316,8 +327,10 @@ static int s_open(watch_t *self)
     zmq_setsockopt(self->monitor, ZMQ_LINGER, &zero, sizeof zero);
     char addr[64];
     snprintf(addr, sizeof addr, "inproc://nerve-watch-monitor-%p", (void *)self);
-    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+    int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+    self->curve = cli_curve(self->cli, self->cli->tap);
     if (cli_secure(self->cli, self->sub, self->cli->tap, self->cli->manager_key) != CLI_OK)
         return CLI_FAIL;
     if (zmq_socket_monitor(self->sub, addr, events) != 0 || zmq_connect(self->monitor, addr) != 0) {
@@ -353,7 +366,12 @@ static int s_run(watch_t *self, uint64_t duration_ms)
         if (now >= stop_at)
             break;
         if (!self->connected && now >= connect_by) {
-            cli_print_unreachable("manager tap", self->cli->tap, "no connection",
+            /* Hung up on before the limit of hang-ups: still the key. */
+            if (self->curve && cli_handshake_timeout(&self->hs, self->cli, "manager",
+                                                     self->cli->tap) != CLI_UNREACHABLE)
+                return CLI_FAIL;
+            cli_print_unreachable("manager tap", self->cli->tap,
+                                  self->tcp ? "no CURVE handshake" : "no connection",
                                   self->cli->timeout_ms);
             return CLI_UNREACHABLE;
         }

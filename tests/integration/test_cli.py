@@ -466,6 +466,65 @@ class Cli(ManagerTest):
         self.assertEqual(p.returncode, 3)
         self.assertIn("manager tap unreachable", p.stderr)
 
+    # ----------------------------------------------- CURVE on a TCP tap
+
+    def start_manager_tcp_tap(self):
+        """A manager whose tap is on a scratch TCP port, so a CURVE server;
+        ready when a watch with the keypair it trusts shows an event fired
+        through it. Returns the tap and that watch (live)."""
+        tap = "tcp://127.0.0.1:%d" % free_port()
+        m = Manager(self.dir, self.rules_dir, extra=["--tap", tap])
+        m.tap = tap
+        self.manager = m.start()
+        w = self.watch("/t/tap/**")
+        self.sync_watch(w, "/t/tap/sync")
+        return tap, w
+
+    def test_watch_pinning_the_wrong_manager_key_exits_1_at_once_naming_it(self):
+        tap, _ = self.start_manager_tcp_tap()
+        wrong = zmq.curve_keypair()[0].decode()
+        t0 = time.monotonic()
+        rc, out, err = self.nerve("--manager-key", wrong, "watch", timeout="10s")
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 1, err)
+        self.assertLess(took, 3.0, "a hung-up handshake is told apart before the timeout")
+        self.assertEqual(out, "")
+        self.assertIn("nerve: the manager at %s hangs up in the middle of the CURVE handshake"
+                      % tap, err)
+        self.assertIn("does not hold the secret of the key this CLI pins for it, %s" % wrong, err)
+        # a hung-up handshake is not a connection that came and went
+        self.assertNotIn("lost the tap", err)
+        self.assertNotIn("reconnected", err)
+        self.assertNotIn("unreachable", err)
+
+    def test_watch_names_a_refused_key_at_once(self):
+        tap, _ = self.start_manager_tcp_tap()
+        keys, public = self.elsewhere()
+        t0 = time.monotonic()
+        rc, out, err = self.nerve("--keys", keys, "watch", timeout="10s")
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 1, err)
+        self.assertLess(took, 3.0, "a refusal is known at the handshake, not at the timeout")
+        self.assertEqual(out, "")
+        self.assertIn("nerve: the manager at %s refused this CLI's key %s (%s/cli.pub; "
+                      "ZAP status 400)" % (tap, public, keys), err)
+        self.assertIn("`nerve keys accept %s` lets it in" % pending_name(public.encode()), err)
+        self.assertNotIn("lost the tap", err)
+        self.assertNotIn("unreachable", err)
+
+    def test_watch_on_a_curve_tap_rides_out_a_manager_restart(self):
+        tap, w = self.start_manager_tcp_tap()
+        events = self.manager.events
+        self.manager.stop()
+        self.assertIn("lost the tap at %s; waiting for the manager" % tap, self.read_line(w))
+        # the same endpoints and keys: a disconnect, then a good handshake
+        m = Manager(self.dir, self.rules_dir, extra=["--tap", tap], events=events)
+        m.tap = tap
+        self.manager = m.start()
+        self.assertIn("reconnected to " + tap, self.read_line(w, timeout=15))
+        self.sync_watch(w, "/t/tap/again")
+        self.assertIsNone(w.poll())
+
     def test_fire_to_a_dead_endpoint_exits_3_within_the_timeout(self):
         dead = "ipc://%s/run/nobody.sock" % self.dir
         t0 = time.monotonic()
