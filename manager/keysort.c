@@ -120,10 +120,16 @@ static void s_sort_equal(item_t *a, size_t n, size_t d, const keysort_key_t *key
     /* Keys that end within this chunk first, by length: each is a prefix
        of the longer ones here (zero padding made the chunks equal). */
     size_t done = 0;
-    for (size_t len = d; len <= d + 8; len++)
-        for (size_t i = done; i < n; i++)
-            if (a[i].len == len)
-                s_swap(&a[done++], &a[i]);
+    for (size_t i = 0; i < n; i++)
+        if (a[i].len <= d + 8)
+            s_swap(&a[done++], &a[i]);
+    if (done > 1) { /* order them by length: one pass per length left */
+        size_t sorted = 0;
+        for (size_t len = d; len <= d + 8 && sorted < done; len++)
+            for (size_t i = sorted; i < done; i++)
+                if (a[i].len == len)
+                    s_swap(&a[sorted++], &a[i]);
+    }
     item_t *rest = a + done;
     size_t m = n - done;
     for (size_t i = 0; i < m; i++)
