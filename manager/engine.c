@@ -411,6 +411,33 @@ void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
     }
 }
 
+size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, uint64_t *hints, size_t max)
+{
+    if (!self->rs || self->rs->nblocks == 0 || !self->store)
+        return 0;
+    uint32_t blocks[MATCH_MAX];
+    size_t nb = s_match(self, ev, blocks), n = 0;
+    for (size_t b = 0; b < nb; b++) {
+        const block_def_t *block = &self->rs->blocks[blocks[b]];
+        for (size_t i = 0; i < block->nrules && n < max; i++) {
+            const rule_def_t *rule = &self->rs->rules[block->rules[i]];
+            bool gate = rule->for_n > 1 || rule->cooldown_ms > 0;
+            if (!rule->register_name && !gate)
+                continue;
+            char key[KEY_MAX], skey[STORE_KEY_MAX];
+            s_render_key(rule, ev, key, sizeof key);
+            size_t sklen;
+            if (rule->register_name &&
+                (sklen = engine_register_key('R', rule->scope, key, skey, sizeof skey)))
+                hints[n++] = regstore_prefetch(self->store, skey, sklen);
+            if (gate && n < max &&
+                (sklen = engine_register_key('F', rule->scope, key, skey, sizeof skey)))
+                hints[n++] = regstore_prefetch(self->store, skey, sklen);
+        }
+    }
+    return n;
+}
+
 /* ---------------------------------------------------------------- explain */
 
 static void s_pack_str(msgpack_packer *pk, const char *s)

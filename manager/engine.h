@@ -68,6 +68,13 @@ const ruleset_t *engine_ruleset(const engine_t *self);
 void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
                     const engine_sink_t *sink);
 
+/*  Starts loading the register states engine_process(ev) will read (the
+    registers and for/cooldown gates of the rules in the blocks ev's tag
+    matches): writes up to max hints for regstore_prefetch_entry() and
+    returns how many. A hint only: it changes nothing, and the caller may
+    skip the second step. */
+size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, uint64_t *hints, size_t max);
+
 /*  Explains one event: packs a map {tag, host, blocks: [{glob, where,
     rules}], rules: [...]} into pk, one entry per rule evaluated (chained
     ones too): {name, where, key, input, register, register_had_state,

@@ -987,6 +987,32 @@ int regstore_get(regstore_t *self, const void *key, size_t klen, const void **va
     return NERVE_OK;
 }
 
+uint64_t regstore_prefetch(regstore_t *self, const void *key, size_t klen)
+{
+    uint64_t hash = s_hash(self->seed, key, klen);
+    __builtin_prefetch(&self->slots[hash & (self->nslots - 1)]);
+    return hash;
+}
+
+void regstore_prefetch_entry(regstore_t *self, uint64_t hash)
+{
+    size_t mask = self->nslots - 1;
+    size_t i = hash & mask;
+    for (int probe = 0; probe < 4; probe++, i = (i + 1) & mask) {
+        slot_t sl = self->slots[i];
+        if (!sl)
+            return;
+        if ((sl >> S_SLOT_PTR_BITS) == s_slot_tag(hash)) {
+            const char *e = (const char *)s_slot_entry(sl);
+            __builtin_prefetch(e);
+            __builtin_prefetch(e + 64);
+            __builtin_prefetch(e + 128);
+            __builtin_prefetch(e + 192);
+            return;
+        }
+    }
+}
+
 int regstore_put(regstore_t *self, const void *key, size_t klen, const void *val, size_t vlen)
 {
     int rc = s_check_key(self, key, klen);

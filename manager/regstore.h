@@ -94,6 +94,18 @@ int regstore_get(regstore_t *self, const void *key, size_t klen, const void **va
     long, or vlen > REGSTORE_VALUE_MAX) or NERVE_ENOMEM. */
 int regstore_put(regstore_t *self, const void *key, size_t klen, const void *val, size_t vlen);
 
+/*  Prefetching, for a caller that knows a few keys ahead which it will
+    read (the server drains events in small groups): with 100,000 live
+    states a lookup is two cache misses, the slot and the entry, and these
+    let them overlap with other work. Both are hints: they read nothing
+    that could fail and change nothing.
+
+    regstore_prefetch() starts loading the slot where `key` lives and
+    returns its hash; regstore_prefetch_entry(hash), called once the slot
+    has had time to arrive, starts loading the entry it points to. */
+uint64_t regstore_prefetch(regstore_t *self, const void *key, size_t klen);
+void regstore_prefetch_entry(regstore_t *self, uint64_t hash);
+
 /*  Deletes `key` (no error if it has no value). Same returns as put. */
 int regstore_del(regstore_t *self, const void *key, size_t klen);
 

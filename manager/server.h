@@ -88,6 +88,10 @@ typedef struct auth_cache {
     bool valid;
 } auth_cache_t;
 
+/*  Events the engine loop decodes ahead of deciding them, so that their
+    register states load from memory together (server.c, s_on_events). */
+#define SERVER_GROUP 8
+
 typedef struct server {
     manager_config_t *cfg;
     void *ctx;
@@ -98,6 +102,7 @@ typedef struct server {
     ruleset_t *rules;
     worker_t *worker;
     nerve_wire_decoder_t *decoder;
+    nerve_wire_decoder_t *group_decoder[SERVER_GROUP]; /* s_on_events' look-ahead */
     msgpack_sbuffer buf;
     presence_t *presence;
     delivery_t *delivery;
