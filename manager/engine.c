@@ -24,7 +24,7 @@
 
 #define KEY_MAX 512
 #define STORE_KEY_MAX 1024
-#define MATCH_MAX 256
+#define MATCH_MAX ENGINE_MATCH_MAX
 
 /*  What one evaluation of one rule found, kept for the event. */
 typedef struct memo {
@@ -382,14 +382,10 @@ static size_t s_match(engine_t *self, const nerve_event_t *ev, uint32_t *blocks)
     return n > MATCH_MAX ? MATCH_MAX : n;
 }
 
-void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
-                    const engine_sink_t *sink)
+/*  Runs the rules of the matched blocks, in block order. */
+static void s_process(engine_t *self, const nerve_event_t *ev, const uint32_t *blocks, size_t nb,
+                      uint64_t now_ns, const engine_sink_t *sink)
 {
-    self->stats.events++;
-    if (!self->rs || self->rs->nblocks == 0)
-        return;
-    uint32_t blocks[MATCH_MAX];
-    size_t nb = s_match(self, ev, blocks);
     if (nb == 0)
         return;
     self->stats.matched++;
@@ -411,12 +407,44 @@ void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
     }
 }
 
-size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, uint64_t *hints, size_t max)
+void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
+                    const engine_sink_t *sink)
 {
-    if (!self->rs || self->rs->nblocks == 0 || !self->store)
-        return 0;
+    self->stats.events++;
+    if (!self->rs || self->rs->nblocks == 0)
+        return;
     uint32_t blocks[MATCH_MAX];
+    size_t nb = s_match(self, ev, blocks);
+    s_process(self, ev, blocks, nb, now_ns, sink);
+}
+
+void engine_process_matched(engine_t *self, const nerve_event_t *ev, const engine_match_t *m,
+                            uint64_t now_ns, const engine_sink_t *sink)
+{
+    if (!m || m->rs != self->rs || !self->rs) {
+        engine_process(self, ev, now_ns, sink);
+        return;
+    }
+    self->stats.events++;
+    s_process(self, ev, m->blocks, m->n, now_ns, sink);
+}
+
+size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, engine_match_t *m,
+                       uint64_t *hints, size_t max)
+{
+    if (m)
+        m->rs = NULL;
+    if (!self->rs || self->rs->nblocks == 0)
+        return 0;
+    uint32_t local[MATCH_MAX];
+    uint32_t *blocks = m ? m->blocks : local;
     size_t nb = s_match(self, ev, blocks), n = 0;
+    if (m) {
+        m->rs = self->rs;
+        m->n = nb;
+    }
+    if (!self->store)
+        return 0;
     for (size_t b = 0; b < nb; b++) {
         const block_def_t *block = &self->rs->blocks[blocks[b]];
         for (size_t i = 0; i < block->nrules && n < max; i++) {

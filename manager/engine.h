@@ -68,12 +68,29 @@ const ruleset_t *engine_ruleset(const engine_t *self);
 void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
                     const engine_sink_t *sink);
 
+/*  The rule blocks an event's tag matched, kept between engine_prefetch()
+    and engine_process_matched() so that the tag is matched once. */
+#define ENGINE_MATCH_MAX 256
+
+typedef struct engine_match {
+    const ruleset_t *rs; /* matched against this ruleset (NULL: not matched) */
+    size_t n;
+    uint32_t blocks[ENGINE_MATCH_MAX];
+} engine_match_t;
+
 /*  Starts loading the register states engine_process(ev) will read (the
     registers and for/cooldown gates of the rules in the blocks ev's tag
     matches): writes up to max hints for regstore_prefetch_entry() and
-    returns how many. A hint only: it changes nothing, and the caller may
-    skip the second step. */
-size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, uint64_t *hints, size_t max);
+    returns how many, and the match into *m (when not NULL) for
+    engine_process_matched(). A hint only: it changes nothing, and the
+    caller may skip the second step. */
+size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, engine_match_t *m,
+                       uint64_t *hints, size_t max);
+
+/*  engine_process() with the match engine_prefetch() made; matches again
+    if the ruleset has changed since. */
+void engine_process_matched(engine_t *self, const nerve_event_t *ev, const engine_match_t *m,
+                            uint64_t now_ns, const engine_sink_t *sink);
 
 /*  Explains one event: packs a map {tag, host, blocks: [{glob, where,
     rules}], rules: [...]} into pk, one entry per rule evaluated (chained

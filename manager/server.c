@@ -450,8 +450,8 @@ static void s_reject(server_t *self, nerve_wire_reason_t reason)
 /*  Taps and decides one decoded event received at now_ns (wall clock).
     msgs, when not NULL, are its two frames as received (tapped without a
     copy of the bytes). */
-static void s_accept(server_t *self, const nerve_event_t *ev, const nerve_frame_t *frames,
-                     zmq_msg_t *msgs, uint64_t now_ns)
+static void s_accept(server_t *self, const nerve_event_t *ev, const engine_match_t *match,
+                     const nerve_frame_t *frames, zmq_msg_t *msgs, uint64_t now_ns)
 {
     self->counters.accepted++;
     s_observe(self, ev);
@@ -474,7 +474,10 @@ static void s_accept(server_t *self, const nerve_event_t *ev, const nerve_frame_
     engine_sink_t sink = {.arg = self, .reaction = s_on_reaction};
     bool nested = self->handling;
     self->handling = true;
-    engine_process(self->engine, ev, now_ns, &sink);
+    if (match)
+        engine_process_matched(self->engine, ev, match, now_ns, &sink);
+    else
+        engine_process(self->engine, ev, now_ns, &sink);
     self->handling = nested;
     if (!nested)
         s_flush_internal(self);
@@ -490,7 +493,7 @@ static void s_handle_event(server_t *self, const nerve_frame_t *frames, size_t n
     if (reason != NERVE_WIRE_OK)
         s_reject(self, reason);
     else
-        s_accept(self, &ev, frames, msgs, now_ns);
+        s_accept(self, &ev, NULL, frames, msgs, now_ns);
 }
 
 /*  The receive time of a drained batch is read every RECV_CLOCK_EVERY
@@ -506,7 +509,8 @@ typedef struct grouped {
     size_t n;
     nerve_frame_t frames[2];
     nerve_event_t ev;
-    uint64_t read_ns; /* for the latency histogram */
+    engine_match_t match; /* made while prefetching, used to decide */
+    uint64_t read_ns;     /* for the latency histogram */
 } grouped_t;
 
 /*  Reads and decodes up to SERVER_GROUP events into g (each with its own
@@ -569,13 +573,14 @@ static void s_on_events(server_t *self)
         uint64_t hints[GROUP_HINTS];
         size_t nh = 0;
         for (size_t i = 0; i < k; i++)
-            nh += engine_prefetch(self->engine, &g[i].ev, hints + nh, GROUP_HINTS - nh);
+            nh += engine_prefetch(self->engine, &g[i].ev, &g[i].match, hints + nh,
+                                  GROUP_HINTS - nh);
         for (size_t j = 0; j < nh; j++)
             regstore_prefetch_entry(self->store, hints[j]);
         for (size_t i = 0; i < k; i++) {
             if (decided++ % RECV_CLOCK_EVERY == 0)
                 now_ns = nerve_clock_wall_ns();
-            s_accept(self, &g[i].ev, g[i].frames, g[i].parts, now_ns);
+            s_accept(self, &g[i].ev, &g[i].match, g[i].frames, g[i].parts, now_ns);
             s_close_parts(g[i].parts, g[i].n, 3);
             if (self->metrics)
                 nerve_histo_observe(&self->latency,

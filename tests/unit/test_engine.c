@@ -759,6 +759,68 @@ static void test_engine_new_ruleset_resets_rule_stats(void **state)
     assert_int_equal(s_rule_stats(fx, "plain")->evaluated, 0);
 }
 
+/*  engine_prefetch() + engine_process_matched() decide exactly as
+    engine_process() does (the server's grouped path), prefetch hints are
+    one per register or gate state of the matched rules, and a match made
+    against an older ruleset is not trusted: the event is matched again. */
+static void test_engine_prefetch_then_process_matched_decides_the_same(void **state)
+{
+    fixture_t *fx = *state;
+    s_rules(fx, "/p/*:\n"
+                "  rules:\n"
+                "    - avg:\n"
+                "        rule: rules.simple.gt\n"
+                "        register: registers.aggregate.avg\n"
+                "        period: 10\n"
+                "        threshold: 5\n"
+                "        cooldown: 30s\n"
+                "        reactions:\n"
+                "          - reactions.test.capture: {target: all, h: '{{event.host}}'}\n"
+                "    - plain:\n"
+                "        rule: rules.simple.gt\n"
+                "        threshold: 100\n");
+    engine_match_t m;
+    uint64_t hints[8];
+    engine_sink_t sink = {.arg = fx, .reaction = s_sink_reaction};
+    const nerve_event_t *ev = s_event(fx, "/p/x", "web1", "9");
+    /* avg: its register and its cooldown gate; plain: nothing to load. */
+    assert_int_equal(engine_prefetch(fx->engine, ev, &m, hints, 8), 2);
+    assert_ptr_equal(m.rs, fx->rs);
+    assert_int_equal(m.n, 1);
+    for (int i = 0; i < 2; i++)
+        regstore_prefetch_entry(fx->store, hints[i]);
+    engine_process_matched(fx->engine, ev, &m, T0, &sink);
+    assert_int_equal(fx->nfires, 1);
+    assert_string_equal(s_last(fx)->args, "{\"h\":\"web1\"}");
+    char buf[512];
+    assert_true(s_stored(fx, 'R', "rules/avg", "web1", buf, sizeof buf) > 0);
+    assert_true(s_stored(fx, 'F', "rules/avg", "web1", buf, sizeof buf) > 0);
+    /* The cooldown state written above is seen on the grouped path too. */
+    ev = s_event(fx, "/p/x", "web1", "9");
+    assert_int_equal(engine_prefetch(fx->engine, ev, &m, hints, 1), 1); /* max respected */
+    engine_process_matched(fx->engine, ev, &m, T0 + SEC, &sink);
+    assert_int_equal(fx->nfires, 1);
+    /* No match at all: nothing to prefetch, the event is still counted. */
+    ev = s_event(fx, "/q/x", "web1", "9");
+    assert_int_equal(engine_prefetch(fx->engine, ev, &m, hints, 8), 0);
+    engine_process_matched(fx->engine, ev, &m, T0, &sink);
+    engine_stats_t st;
+    engine_stats(fx->engine, &st);
+    assert_int_equal(st.events, 3);
+    assert_int_equal(st.matched, 2);
+    /* A match made before the ruleset changed is redone against the new one. */
+    ev = s_event(fx, "/p/x", "web2", "9");
+    assert_int_equal(engine_prefetch(fx->engine, ev, &m, hints, 8), 2);
+    assert_int_equal(engine_set_ruleset(fx->engine, NULL), 0);
+    engine_process_matched(fx->engine, ev, &m, T0, &sink);
+    assert_int_equal(fx->nfires, 1); /* no rules now: nothing fires */
+    assert_int_equal(engine_set_ruleset(fx->engine, fx->rs), 0);
+    m.rs = NULL; /* not matched: engine_process_matched() matches itself */
+    engine_process_matched(fx->engine, ev, &m, T0, &sink);
+    assert_int_equal(fx->nfires, 2);
+    assert_string_equal(s_last(fx)->args, "{\"h\":\"web2\"}");
+}
+
 static void test_engine_register_key_is_kind_scope_nul_key(void **state)
 {
     (void)state;
@@ -794,6 +856,7 @@ int main(void)
         T(test_engine_register_refusing_a_value_is_counted_as_an_error),
         T(test_engine_counts_events_that_match_nothing),
         T(test_engine_new_ruleset_resets_rule_stats),
+        T(test_engine_prefetch_then_process_matched_decides_the_same),
         T(test_engine_register_key_is_kind_scope_nul_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
