@@ -1,13 +1,10 @@
 /*  runset.c — the actor's module set and secrets, loaded together (see
     runset.h).
 
-    The loader (lib/module.c) loads lazily by name, and its one eager call,
-    nerve_modset_load_all(), takes every role: an actor has no business
-    running the init() of rules or beacon modules. So runset_load() lists
-    <dir>/reactions/ itself and has the loader load each name through the
-    search path by resolving a probe function, reactions.<name>.- ('-' is
-    a legal function name no module is expected to have): the module is
-    then in the set, loaded or refused, and the answer says which and why.
+    nerve_modset_load_role() loads every reactions module along the path,
+    and nothing of the other roles: an actor has no business running the
+    init() of rules or beacon modules. It reports each file it refused
+    with the file, the loader's code and the reason.
 
     The outcome for every name is also kept here, so that runset_resolve()
     passes to the loader only names it holds loaded. Asked about a name it
@@ -20,14 +17,11 @@
 #include <nerve/log.h>
 #include <nerve/wire.h>
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PROBE_FN   "-"
 #define REASON_MAX 1024
 #define ROLE_DIR   "reactions"
 
@@ -42,7 +36,7 @@ struct runset {
     atomic_size_t refs;
     nerve_modset_t *mods;
     secrets_t *secrets;
-    module_state_t *modules; /* in load order */
+    module_state_t *modules; /* every name the loader reported */
     size_t nmodules, capmodules;
     size_t loaded, refused;
 };
@@ -132,91 +126,48 @@ static int s_record(runset_t *self, const char *name, int rc, const char *why)
     return 0;
 }
 
-typedef struct loaded_probe {
-    const char *name;
-    bool found;
-} loaded_probe_t;
+/*  What one runset_load() gathers from the loader's reports. */
+typedef struct loading {
+    runset_t *self;
+    char sum[2048]; /* the refusals, for err */
+    size_t sumlen;
+    int rc; /* NERVE_ENOMEM once a name could not be kept */
+} loading_t;
 
-static void s_is_loaded_cb(void *arg, const nerve_module_t *m, const char *path)
+/*  The loader did not load `path`: a module refused (kept, with its code
+    and reason, so a reaction for it is answered with them), a role
+    directory it could not list (counted), or a file that cannot be a
+    module name (ignored, as nothing could call it). */
+static void s_on_refused(void *arg, const char *path, int rc, const char *reason)
 {
-    loaded_probe_t *p = arg;
-    if (m->role == NERVE_ROLE_REACTIONS && strcmp(m->name, p->name) == 0)
-        p->found = true;
+    loading_t *l = arg;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    bool file = len > 3 && strcmp(base + len - 3, ".so") == 0;
+    if (file && !s_valid_name(base, len - 3)) {
+        NERVE_WARN("actor", "%s: ignored: %s", path, reason);
+        return;
+    }
+    char text[REASON_MAX];
+    snprintf(text, sizeof text, "%s: %s", path, reason);
+    NERVE_ERROR("actor", "reactions module%s refused: %s", file ? "" : "s", text);
+    s_note(l->sum, sizeof l->sum, &l->sumlen, text);
+    if (!file) {
+        l->self->refused++;
+        return;
+    }
+    char name[NERVE_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%.*s", (int)(len - 3), base);
+    if (l->rc == 0 && s_record(l->self, name, rc, text) != 0)
+        l->rc = NERVE_ENOMEM;
 }
 
-/*  Has the loader load `name` through the search path and records the
-    outcome. Only NERVE_ENOMEM is returned: a refusal is an outcome. */
-static int s_load_name(runset_t *self, const char *name, char *sum, size_t sumsize, size_t *sumlen)
+static void s_on_loaded(void *arg, const nerve_module_t *m, const char *path)
 {
-    char dotted[NERVE_NAME_MAX + 1];
-    int n = snprintf(dotted, sizeof dotted, ROLE_DIR ".%s." PROBE_FN, name);
-    if (n < 0 || (size_t)n >= sizeof dotted) {
-        NERVE_WARN("actor", "%s/" ROLE_DIR "/%s.so: ignored: the name is too long to call",
-                   nerve_modset_path_string(self->mods), name);
-        return 0;
-    }
-    nerve_resolved_t res;
-    char why[REASON_MAX];
-    int rc =
-        nerve_modset_resolve_role(self->mods, NERVE_ROLE_REACTIONS, dotted, &res, why, sizeof why);
-    if (rc == NERVE_ENOMEM)
-        return rc;
-    loaded_probe_t probe = {name, rc == 0};
-    if (!probe.found)
-        nerve_modset_foreach(self->mods, s_is_loaded_cb, &probe);
-    if (probe.found)
-        return s_record(self, name, 0, NULL);
-    /*  "reactions.<name>.-: <file>: <reason>": the probe's name means
-        nothing to an operator. */
-    const char *text = why;
-    size_t dl = strlen(dotted);
-    if (strncmp(why, dotted, dl) == 0 && strncmp(why + dl, ": ", 2) == 0)
-        text = why + dl + 2;
-    NERVE_ERROR("actor", "reactions module refused: %s", text);
-    s_note(sum, sumsize, sumlen, text);
-    return s_record(self, name, rc, text);
-}
-
-static int s_is_so(const struct dirent *d)
-{
-    size_t n = strlen(d->d_name);
-    return n > 3 && strcmp(d->d_name + n - 3, ".so") == 0;
-}
-
-/*  Loads every module named in <dir>/reactions/ not seen in an earlier
-    directory. */
-static int s_load_dir(runset_t *self, const char *dir, char *sum, size_t sumsize, size_t *sumlen)
-{
-    char role_path[4096];
-    snprintf(role_path, sizeof role_path, "%s/" ROLE_DIR, dir);
-    struct dirent **names = NULL;
-    int n = scandir(role_path, &names, s_is_so, alphasort);
-    if (n < 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
-        char text[sizeof role_path + 256];
-        snprintf(text, sizeof text, "%s: cannot list: %s", role_path, strerror(errno));
-        NERVE_ERROR("actor", "reactions modules: %s", text);
-        s_note(sum, sumsize, sumlen, text);
-        self->refused++;
-        return 0;
-    }
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        const char *file = names[i]->d_name;
-        size_t len = strlen(file) - 3;
-        if (rc == 0 && !s_valid_name(file, len))
-            NERVE_WARN("actor", "%s/%s: ignored: not a module name (use [A-Za-z0-9_-] before .so)",
-                       role_path, file);
-        else if (rc == 0 && !s_find(self, file, len)) {
-            char name[NERVE_NAME_MAX + 1];
-            snprintf(name, sizeof name, "%.*s", (int)len, file);
-            rc = s_load_name(self, name, sum, sumsize, sumlen);
-        }
-        free(names[i]);
-    }
-    free(names);
-    return rc;
+    loading_t *l = arg;
+    if (m->role == NERVE_ROLE_REACTIONS && l->rc == 0 && s_record(l->self, m->name, 0, NULL) != 0)
+        l->rc = NERVE_ENOMEM;
 }
 
 static void s_free(runset_t *self)
@@ -252,13 +203,14 @@ int runset_load(const char *const *dirs, size_t ndirs, const char *secrets_path,
         s_free(self);
         return NERVE_EINVAL;
     }
-    char sum[2048] = "";
-    size_t sumlen = 0;
-    int rc = 0;
-    for (size_t i = 0; i < ndirs && rc == 0; i++)
-        rc = s_load_dir(self, dirs[i], sum, sizeof sum, &sumlen);
-    if (rc != 0) {
-        snprintf(err, errsize, "out of memory loading modules");
+    loading_t l = {.self = self};
+    int rc = nerve_modset_load_role(self->mods, NERVE_ROLE_REACTIONS, s_on_refused, &l);
+    if (rc >= 0)
+        nerve_modset_foreach(self->mods, s_on_loaded, &l);
+    if (rc >= 0 && l.rc != 0)
+        rc = l.rc;
+    if (rc < 0) {
+        snprintf(err, errsize, "loading modules: %s", nerve_strerror(rc));
         s_free(self);
         return rc;
     }
@@ -266,7 +218,7 @@ int runset_load(const char *const *dirs, size_t ndirs, const char *secrets_path,
     if (self->refused == 0)
         return 0;
     snprintf(err, errsize, "%zu reactions module%s refused: %s", self->refused,
-             self->refused == 1 ? "" : "s", sum);
+             self->refused == 1 ? "" : "s", l.sum);
     return NERVE_EMODULE;
 }
 

@@ -2,7 +2,9 @@
 
     A module set maps dotted names to functions of shared objects found
     along a search path (<dir>/<role>/<module>.so, the first directory that
-    has the file wins), loading each module lazily on first use.
+    has the file wins), loading each module lazily on first use, or, asked
+    to, every module of one role or of all at once by listing the role
+    directories (a daemon that runs only reactions loads nothing else).
 
     Before anything in a file runs, the loader makes sure nobody but its
     owner could have written it. It opens the search directory, the role
@@ -825,18 +827,31 @@ static int s_is_so(const struct dirent *d)
     return n > 3 && strcmp(d->d_name + n - 3, ".so") == 0;
 }
 
-/*  One file found by load_all: loads it (through the search, so the first
+/*  Where load_all and load_role report a file they did not load: their
+    callbacks differ only in that load_role's is also given the code. */
+typedef struct report {
+    void (*on_error)(void *arg, const char *path, const char *reason);
+    void (*on_refused)(void *arg, const char *path, int rc, const char *reason);
+    void *arg;
+} report_t;
+
+static void s_report(const report_t *r, const char *path, int rc, const char *reason)
+{
+    if (r->on_refused)
+        r->on_refused(r->arg, path, rc, reason);
+    else if (r->on_error)
+        r->on_error(r->arg, path, reason);
+}
+
+/*  One file found by a listing: loads it (through the search, so the first
     copy along the path is the one) unless this pass has seen it. */
 static int s_load_listed(nerve_modset_t *self, nerve_role_t role, const char *role_path,
-                         const char *file, int *loaded,
-                         void (*on_error)(void *arg, const char *path, const char *reason),
-                         void *arg)
+                         const char *file, int *loaded, const report_t *report)
 {
     char path[PATH_MAX], missing[MESSAGE_MAX];
     size_t name_len = strlen(file) - 3;
     if (!s_join(path, sizeof path, role_path, file) || !s_valid_name(file, name_len)) {
-        if (on_error)
-            on_error(arg, path, "not a module name: use [A-Za-z0-9_-] before .so");
+        s_report(report, path, NERVE_EINVAL, "not a module name: use [A-Za-z0-9_-] before .so");
         return NERVE_OK;
     }
     entry_t *e = NULL;
@@ -844,8 +859,8 @@ static int s_load_listed(nerve_modset_t *self, nerve_role_t role, const char *ro
     if (!e) {
         if (rc == NERVE_ENOMEM)
             return rc;
-        if (on_error) /* gone between the listing and the load */
-            on_error(arg, path, missing);
+        /* gone between the listing and the load */
+        s_report(report, path, rc, missing);
         return NERVE_OK;
     }
     if (e->pass == self->pass)
@@ -853,9 +868,45 @@ static int s_load_listed(nerve_modset_t *self, nerve_role_t role, const char *ro
     e->pass = self->pass;
     if (e->rc == NERVE_OK)
         (*loaded)++;
-    else if (on_error)
-        on_error(arg, e->path, e->reason ? e->reason : nerve_strerror(e->rc));
+    else
+        s_report(report, e->path, e->rc, e->reason ? e->reason : nerve_strerror(e->rc));
     return NERVE_OK;
+}
+
+/*  Lists <dir>/<role>/ for each directory and each role from `first` to
+    `last`, and loads what it finds. Returns the number loaded or
+    NERVE_ENOMEM. */
+static int s_load_roles(nerve_modset_t *self, nerve_role_t first, nerve_role_t last,
+                        const report_t *report)
+{
+    /* Each module is counted or reported once per call, however many
+       directories hold a copy. */
+    self->pass++;
+    int loaded = 0, rc = NERVE_OK;
+    for (size_t i = 0; i < self->ndirs && rc == NERVE_OK; i++) {
+        for (int r = (int)first; r <= (int)last && rc == NERVE_OK; r++) {
+            char role_path[PATH_MAX], reason[REASON_MAX];
+            s_join(role_path, sizeof role_path, self->dirs[i], s_role_names[r]);
+            struct dirent **names = NULL;
+            int n = scandir(role_path, &names, s_is_so, alphasort);
+            if (n < 0) {
+                /* No such directory: nothing of that role there. */
+                if (errno != ENOENT && errno != ENOTDIR) {
+                    s_fail(reason, sizeof reason, NERVE_EIO, "cannot list: %s", strerror(errno));
+                    s_report(report, role_path, NERVE_EIO, reason);
+                }
+                continue;
+            }
+            for (int k = 0; k < n; k++) {
+                if (rc == NERVE_OK)
+                    rc = s_load_listed(self, (nerve_role_t)r, role_path, names[k]->d_name, &loaded,
+                                       report);
+                free(names[k]);
+            }
+            free(names);
+        }
+    }
+    return rc != NERVE_OK ? rc : loaded;
 }
 
 int nerve_modset_load_all(nerve_modset_t *self,
@@ -864,31 +915,19 @@ int nerve_modset_load_all(nerve_modset_t *self,
 {
     if (!self)
         return NERVE_EINVAL;
-    /* Each module is counted or reported once per call, however many
-       directories hold a copy. */
-    self->pass++;
-    int loaded = 0, rc = NERVE_OK;
-    for (size_t i = 0; i < self->ndirs && rc == NERVE_OK; i++) {
-        for (int r = NERVE_ROLE_BEACONS; r <= NERVE_ROLE_REACTIONS && rc == NERVE_OK; r++) {
-            char role_path[PATH_MAX];
-            s_join(role_path, sizeof role_path, self->dirs[i], s_role_names[r]);
-            struct dirent **names = NULL;
-            int n = scandir(role_path, &names, s_is_so, alphasort);
-            if (n < 0) {
-                if (errno != ENOENT && errno != ENOTDIR && on_error)
-                    on_error(arg, role_path, strerror(errno));
-                continue;
-            }
-            for (int k = 0; k < n; k++) {
-                if (rc == NERVE_OK)
-                    rc = s_load_listed(self, (nerve_role_t)r, role_path, names[k]->d_name, &loaded,
-                                       on_error, arg);
-                free(names[k]);
-            }
-            free(names);
-        }
-    }
-    return rc != NERVE_OK ? rc : loaded;
+    report_t report = {.on_error = on_error, .arg = arg};
+    return s_load_roles(self, NERVE_ROLE_BEACONS, NERVE_ROLE_REACTIONS, &report);
+}
+
+int nerve_modset_load_role(nerve_modset_t *self, nerve_role_t role,
+                           void (*on_error)(void *arg, const char *path, int rc,
+                                            const char *reason),
+                           void *arg)
+{
+    if (!self || !nerve_role_name(role))
+        return NERVE_EINVAL;
+    report_t report = {.on_refused = on_error, .arg = arg};
+    return s_load_roles(self, role, role, &report);
 }
 
 void nerve_modset_foreach(nerve_modset_t *self,

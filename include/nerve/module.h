@@ -285,7 +285,9 @@ typedef const nerve_module_t *(*nerve_module_entry_t)(void);
    Loading is lazy by name: nerve_modset_resolve() finds and dlopens
    <dir>/<role>/<module>.so along the search path on first use of that
    module, and caches it in the set. nerve_modset_load_all() loads every
-   module found under the path (for `nerve rules list` and docs).
+   module found under the path (for `nerve rules list` and docs);
+   nerve_modset_load_role() every module of one role, and no other (an
+   actor loads its reactions so at start and on reload).
 
    Threading: a set is used from one thread at a time; resolved function
    pointers may be called from any thread.
@@ -359,6 +361,38 @@ int nerve_modset_load_file(nerve_modset_t *self, const char *path, const nerve_m
 int nerve_modset_load_all(nerve_modset_t *self,
                           void (*on_error)(void *arg, const char *path, const char *reason),
                           void *arg);
+
+/*  Loads every <dir>/<role>/<name>.so of one role along the path, each
+    checked and its init() run now, as a daemon that runs only that role
+    needs it (an actor loads its reactions, and must not run the init() of
+    a rules or beacons module): nothing under another role's directory is
+    opened. The first directory holding a name wins, as for a lookup, and
+    each name is counted or reported once per call however many
+    directories hold a copy.
+
+    Every file of the role not loaded is reported through `on_error` (may
+    be NULL) and skipped. `path` is the file, `rc` the negative nerve_err
+    it was refused with (the codes of nerve_modset_resolve()), `reason`
+    one line without the path. Also reported:
+      NERVE_EINVAL   a <name>.so whose name is not [A-Za-z0-9_-] (no
+                     dotted name could call it); nothing was opened
+      NERVE_ENOENT   a file listed but gone before it was opened
+      NERVE_EIO      a role directory that exists but cannot be listed
+                     (`path` is the directory)
+    A refusal is remembered as for a resolve: resolving a function of that
+    module later answers the same code and reason without the disk.
+
+    Loading stays lazy for names no listing found: a later resolve of one
+    still searches the path. A caller that wants the set closed keeps the
+    names it was told about (nerve_modset_foreach() gives the loaded ones).
+
+    Returns the number of modules of `role` the path holds loaded (those
+    loaded earlier included), or NERVE_EINVAL (NULL set, unknown role) or
+    NERVE_ENOMEM, after which the set holds what loaded so far. */
+int nerve_modset_load_role(nerve_modset_t *self, nerve_role_t role,
+                           void (*on_error)(void *arg, const char *path, int rc,
+                                            const char *reason),
+                           void *arg);
 
 /*  Calls fn for each loaded module, in load order. */
 void nerve_modset_foreach(nerve_modset_t *self,

@@ -717,7 +717,7 @@ static void test_destroy_closes_every_descriptor(void **state)
 }
 
 /* ------------------------------------------------------------------------
-   load_file, load_all, foreach, path_string
+   load_file, load_all, load_role, foreach, path_string
    ------------------------------------------------------------------------ */
 static void test_load_file_checks_the_files_place_in_the_tree(void **state)
 {
@@ -817,6 +817,168 @@ static void test_load_all_loads_each_module_once_and_reports_refusals(void **sta
     nerve_modset_destroy(&set);
 }
 
+/*  What load_role reported, in order. */
+typedef struct refusals {
+    int n;
+    char paths[4][512];
+    int rcs[4];
+    char reasons[4][512];
+} refusals_t;
+
+static void s_on_refused(void *arg, const char *path, int rc, const char *reason)
+{
+    refusals_t *c = arg;
+    assert_non_null(path);
+    assert_non_null(reason);
+    assert_true(c->n < 4);
+    snprintf(c->paths[c->n], sizeof c->paths[0], "%s", path);
+    c->rcs[c->n] = rc;
+    snprintf(c->reasons[c->n], sizeof c->reasons[0], "%s", reason);
+    c->n++;
+}
+
+static void test_load_role_loads_its_modules_and_never_inits_another_roles(void **state)
+{
+    tree_t *t = *state;
+    char path[512];
+    s_install(t->root, "reactions", "slow", "slow", 0644);
+    s_install(t->root, "reactions", "badrole", "badrole", 0644); /* a reactions module */
+    s_install(t->root, "reactions", "badmagic", "badmagic", 0644);
+    s_install(t->root, "rules", "good", "good", 0644);         /* init() counts in the env */
+    s_install(t->root, "rules", "initfail", "initfail", 0644); /* loaded, it would be reported */
+    s_install(t->root, "registers", "counter", "counter", 0644);
+    int inits = s_env_count("NERVE_TESTMOD_GOOD_INIT");
+    int finis = s_env_count("NERVE_TESTMOD_GOOD_FINI");
+    nerve_modset_t *set = s_set1(t->root);
+
+    refusals_t c = {0};
+    assert_int_equal(nerve_modset_load_role(set, NERVE_ROLE_REACTIONS, s_on_refused, &c), 2);
+    assert_int_equal(c.n, 1);
+    snprintf(path, sizeof path, "%s/reactions/badmagic.so", t->root);
+    assert_string_equal(c.paths[0], path);
+    assert_int_equal(c.rcs[0], NERVE_EABI);
+    assert_non_null(strstr(c.reasons[0], "bad magic 0xdeadbeef"));
+    assert_null(strstr(c.reasons[0], path)); /* the path is given apart */
+
+    /* Only the role's modules are in the set; rules/good.so never ran. */
+    collected_t m = {0};
+    nerve_modset_foreach(set, s_on_module, &m);
+    assert_int_equal(m.modules, 2);
+    assert_string_equal(m.names[0], "badrole");
+    assert_string_equal(m.names[1], "slow");
+    assert_int_equal(s_env_count("NERVE_TESTMOD_GOOD_INIT"), inits);
+
+    nerve_resolved_t r;
+    assert_int_equal(nerve_modset_resolve(set, "reactions.slow.sleep", &r, t->err, sizeof t->err),
+                     NERVE_OK);
+    assert_string_equal(r.module->name, "slow");
+
+    /* The refusal is remembered: gone from the disk, it answers the same. */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(nerve_modset_resolve(set, "reactions.badmagic.yes", &r, t->err, sizeof t->err),
+                     NERVE_EABI);
+    assert_non_null(strstr(t->err, path));
+    assert_non_null(strstr(t->err, "bad magic"));
+
+    /* The trace is live: loading the rules role does run good's init(). */
+    memset(&c, 0, sizeof c);
+    assert_int_equal(nerve_modset_load_role(set, NERVE_ROLE_RULES, s_on_refused, &c), 1);
+    assert_int_equal(s_env_count("NERVE_TESTMOD_GOOD_INIT"), inits + 1);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.rcs[0], NERVE_EMODULE);
+    assert_non_null(strstr(c.paths[0], "/rules/initfail.so"));
+    assert_string_equal(c.reasons[0], "init() failed with -1");
+    nerve_modset_destroy(&set);
+    assert_int_equal(s_env_count("NERVE_TESTMOD_GOOD_FINI"), finis + 1);
+}
+
+static void test_load_role_first_directory_wins_and_reports_each_name_once(void **state)
+{
+    tree_t *t = *state;
+    char a[512], b[512], path[600];
+    s_path(a, sizeof a, t->root, "a");
+    s_path(b, sizeof b, t->root, "b");
+    s_mkdir(t->root, "a", 0755);
+    s_mkdir(t->root, "b", 0755);
+    s_install(a, "reactions", "slow", "slow", 0644);
+    s_install(a, "reactions", "badrole", "badrole", 0664); /* group-writable: refused */
+    s_install(b, "reactions", "badmagic", "slow", 0644);   /* shadowed by a/: never opened */
+    s_install(b, "reactions", "badrole", "badrole", 0644); /* shadowed by a/'s refusal */
+    const char *dirs[] = {a, b};
+    nerve_modset_t *set = nerve_modset_new(dirs, 2);
+    assert_non_null(set);
+
+    for (int round = 0; round < 2; round++) {
+        refusals_t c = {0};
+        assert_int_equal(nerve_modset_load_role(set, NERVE_ROLE_REACTIONS, s_on_refused, &c), 1);
+        assert_int_equal(c.n, 1);
+        snprintf(path, sizeof path, "%s/reactions/badrole.so", a);
+        assert_string_equal(c.paths[0], path);
+        assert_int_equal(c.rcs[0], NERVE_EPERM);
+        assert_non_null(strstr(c.reasons[0], "writable by group (mode 0664)"));
+    }
+    nerve_resolved_t r;
+    assert_int_equal(nerve_modset_resolve(set, "reactions.slow.sleep", &r, t->err, sizeof t->err),
+                     NERVE_OK);
+    snprintf(path, sizeof path, "%s/reactions/slow.so", a);
+    assert_string_equal(r.path, path);
+    /* NULL on_error: counted all the same. */
+    assert_int_equal(nerve_modset_load_role(set, NERVE_ROLE_REACTIONS, NULL, NULL), 1);
+    nerve_modset_destroy(&set);
+}
+
+static void test_load_role_reports_bad_file_names_and_unlistable_directories(void **state)
+{
+    tree_t *t = *state;
+    char a[512], b[512], path[600];
+    s_path(a, sizeof a, t->root, "a");
+    s_path(b, sizeof b, t->root, "b");
+    s_mkdir(t->root, "a", 0755);
+    s_mkdir(t->root, "b", 0755);
+    s_install(a, "reactions", "slow", "slow.old", 0644); /* slow.old.so */
+    /* A role directory that exists but cannot be listed (root lists
+       anything it may read, but not a symbolic link loop). */
+    snprintf(path, sizeof path, "%s/reactions", b);
+    assert_int_equal(symlink("reactions", path), 0);
+    const char *dirs[] = {a, b, "/nonexistent/nerve/modules"};
+    nerve_modset_t *set = nerve_modset_new(dirs, 3);
+    assert_non_null(set);
+
+    refusals_t c = {0};
+    assert_int_equal(nerve_modset_load_role(set, NERVE_ROLE_REACTIONS, s_on_refused, &c), 0);
+    assert_int_equal(c.n, 2);
+    snprintf(path, sizeof path, "%s/reactions/slow.old.so", a);
+    assert_string_equal(c.paths[0], path);
+    assert_int_equal(c.rcs[0], NERVE_EINVAL);
+    assert_non_null(strstr(c.reasons[0], "not a module name"));
+    snprintf(path, sizeof path, "%s/reactions", b);
+    assert_string_equal(c.paths[1], path);
+    assert_int_equal(c.rcs[1], NERVE_EIO);
+    assert_non_null(strstr(c.reasons[1], "cannot list: "));
+    assert_non_null(strstr(c.reasons[1], strerror(ELOOP)));
+
+    collected_t m = {0};
+    nerve_modset_foreach(set, s_on_module, &m);
+    assert_int_equal(m.modules, 0);
+    nerve_modset_destroy(&set);
+}
+
+static void test_load_role_refuses_unknown_role_and_null_set(void **state)
+{
+    tree_t *t = *state;
+    refusals_t c = {0};
+    nerve_modset_t *set = s_set1(t->root);
+    assert_int_equal(nerve_modset_load_role(set, (nerve_role_t)0, s_on_refused, &c), NERVE_EINVAL);
+    assert_int_equal(nerve_modset_load_role(set, (nerve_role_t)5, s_on_refused, &c), NERVE_EINVAL);
+    assert_int_equal(nerve_modset_load_role(NULL, NERVE_ROLE_RULES, s_on_refused, &c),
+                     NERVE_EINVAL);
+    assert_int_equal(c.n, 0);
+    /* An empty tree loads nothing and reports nothing. */
+    assert_int_equal(nerve_modset_load_role(set, NERVE_ROLE_BEACONS, s_on_refused, &c), 0);
+    assert_int_equal(c.n, 0);
+    nerve_modset_destroy(&set);
+}
+
 static void test_path_string_joins_directories_in_order(void **state)
 {
     const char *dirs[] = {"/etc/nerve/modules", "/usr/lib/nerve/modules"};
@@ -886,6 +1048,10 @@ int main(void)
         T(test_destroy_closes_every_descriptor),
         T(test_load_file_checks_the_files_place_in_the_tree),
         T(test_load_all_loads_each_module_once_and_reports_refusals),
+        T(test_load_role_loads_its_modules_and_never_inits_another_roles),
+        T(test_load_role_first_directory_wins_and_reports_each_name_once),
+        T(test_load_role_reports_bad_file_names_and_unlistable_directories),
+        T(test_load_role_refuses_unknown_role_and_null_set),
         T(test_path_string_joins_directories_in_order),
         T(test_new_refuses_empty_directory_and_destroy_is_safe_twice),
     };
