@@ -43,20 +43,6 @@ struct runset {
 
 /* ----------------------------------------------------------------- names */
 
-/*  What the loader accepts as a module or function name. */
-static bool s_valid_name(const char *s, size_t len)
-{
-    if (len == 0 || len > NERVE_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /*  Splits "reactions.<module>.<fn>" exactly as the loader checks it. False
     for anything the loader would refuse before it looks for the module
     (too long, not three parts, another role, a bad name): such names can
@@ -75,8 +61,8 @@ static bool s_split(const char *dotted, const char **module, size_t *module_len)
         return false;
     *module = dot1 + 1;
     *module_len = (size_t)(dot2 - *module);
-    return s_valid_name(*module, *module_len) &&
-           s_valid_name(dot2 + 1, len - (size_t)(dot2 + 1 - dotted));
+    return nerve_module_name_ok(*module, *module_len) &&
+           nerve_module_name_ok(dot2 + 1, len - (size_t)(dot2 + 1 - dotted));
 }
 
 static module_state_t *s_find(runset_t *self, const char *name, size_t len)
@@ -145,7 +131,7 @@ static void s_on_refused(void *arg, const char *path, int rc, const char *reason
     base = base ? base + 1 : path;
     size_t len = strlen(base);
     bool file = len > 3 && strcmp(base + len - 3, ".so") == 0;
-    if (file && !s_valid_name(base, len - 3)) {
+    if (file && !nerve_module_name_ok(base, len - 3)) {
         NERVE_WARN("actor", "%s: ignored: %s", path, reason);
         return;
     }

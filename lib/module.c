@@ -139,7 +139,7 @@ __attribute__((format(printf, 4, 5))) static int s_fail(char *err, size_t errsiz
 
 /*  Module and function names become path components and parts of dotted
     names, so they are kept to a safe alphabet: no '/', no '.', no "..". */
-static bool s_valid_name(const char *s, size_t len)
+bool nerve_module_name_ok(const char *s, size_t len)
 {
     if (len == 0 || len > NERVE_NAME_MAX)
         return false;
@@ -218,7 +218,7 @@ static int s_check_desc(const nerve_module_t *m, nerve_role_t role, const char *
     size_t n = 0;
     for (; n < FUNCTIONS_MAX && m->functions[n].name; n++) {
         const nerve_module_fn_t *f = &m->functions[n];
-        if (!s_valid_name(f->name, strlen(f->name)))
+        if (!nerve_module_name_ok(f->name, strlen(f->name)))
             return s_fail(reason, size, NERVE_EINVAL,
                           "function name '%.64s' is not 1-255 of [A-Za-z0-9_-]", f->name);
         if (!f->fn.rule)
@@ -696,7 +696,7 @@ static int s_resolve(nerve_modset_t *self, const nerve_role_t *want, const char 
                       "'%s': unknown role '%.*s' (expected beacons, rules, registers or "
                       "reactions)",
                       dotted, (int)role_len, dotted);
-    if (!s_valid_name(module, module_len) || !s_valid_name(fn, fn_len))
+    if (!nerve_module_name_ok(module, module_len) || !nerve_module_name_ok(fn, fn_len))
         return s_fail(err, errsize, NERVE_EINVAL,
                       "'%s': module and function names are made of [A-Za-z0-9_-]", dotted);
     if (want && role != *want)
@@ -749,7 +749,7 @@ int nerve_modset_load_file(nerve_modset_t *self, const char *path, const nerve_m
     base++;
     size_t base_len = strlen(base);
     if (base_len <= 3 || strcmp(base + base_len - 3, ".so") != 0 ||
-        !s_valid_name(base, base_len - 3))
+        !nerve_module_name_ok(base, base_len - 3))
         return s_fail(err, errsize, NERVE_EINVAL,
                       "%s: not <name>.so with a name made of [A-Za-z0-9_-]", path);
     char *slash = strrchr(role_path, '/');
@@ -850,7 +850,7 @@ static int s_load_listed(nerve_modset_t *self, nerve_role_t role, const char *ro
 {
     char path[PATH_MAX], missing[MESSAGE_MAX];
     size_t name_len = strlen(file) - 3;
-    if (!s_join(path, sizeof path, role_path, file) || !s_valid_name(file, name_len)) {
+    if (!s_join(path, sizeof path, role_path, file) || !nerve_module_name_ok(file, name_len)) {
         s_report(report, path, NERVE_EINVAL, "not a module name: use [A-Za-z0-9_-] before .so");
         return NERVE_OK;
     }

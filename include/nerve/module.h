@@ -362,6 +362,11 @@ int nerve_modset_load_all(nerve_modset_t *self,
                           void (*on_error)(void *arg, const char *path, const char *reason),
                           void *arg);
 
+/*  True if s (len bytes) is a module or function name the loader accepts:
+    1 to NERVE_NAME_MAX letters, digits, '_' and '-' (names become path
+    components and parts of dotted names: no '/', no '.', no ".."). */
+bool nerve_module_name_ok(const char *s, size_t len);
+
 /*  Loads every <dir>/<role>/<name>.so of one role along the path, each
     checked and its init() run now, as a daemon that runs only that role
     needs it (an actor loads its reactions, and must not run the init() of
