@@ -49,6 +49,7 @@ typedef struct gate_state {
 struct engine {
     regstore_t *store;
     const ruleset_t *rs;
+    uint64_t rs_gen; /* bumped by every engine_set_ruleset(): matches say which they used */
     memo_t *memo;
     engine_rule_stats_t *rule_stats;
     size_t nrules;
@@ -102,6 +103,7 @@ int engine_set_ruleset(engine_t *self, const ruleset_t *rs)
     }
     free(self->memo);
     free(self->rule_stats);
+    self->rs_gen++;
     self->memo = memo;
     self->rule_stats = stats;
     self->nrules = n;
@@ -421,7 +423,7 @@ void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
 void engine_process_matched(engine_t *self, const nerve_event_t *ev, const engine_match_t *m,
                             uint64_t now_ns, const engine_sink_t *sink)
 {
-    if (!m || m->rs != self->rs || !self->rs) {
+    if (!m || !m->matched || m->rs_gen != self->rs_gen || !self->rs) {
         engine_process(self, ev, now_ns, sink);
         return;
     }
@@ -433,14 +435,15 @@ size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, engine_match_t *
                        uint64_t *hints, size_t max)
 {
     if (m)
-        m->rs = NULL;
+        m->matched = false;
     if (!self->rs || self->rs->nblocks == 0)
         return 0;
     uint32_t local[MATCH_MAX];
     uint32_t *blocks = m ? m->blocks : local;
     size_t nb = s_match(self, ev, blocks), n = 0;
     if (m) {
-        m->rs = self->rs;
+        m->matched = true;
+        m->rs_gen = self->rs_gen;
         m->n = nb;
     }
     if (!self->store)

@@ -73,7 +73,9 @@ void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
 #define ENGINE_MATCH_MAX 256
 
 typedef struct engine_match {
-    const ruleset_t *rs; /* matched against this ruleset (NULL: not matched) */
+    bool matched;    /* false: engine_process_matched() matches itself */
+    uint64_t rs_gen; /* the ruleset it was matched against (a generation,
+                        not a pointer: a new ruleset may reuse the address) */
     size_t n;
     uint32_t blocks[ENGINE_MATCH_MAX];
 } engine_match_t;
@@ -88,7 +90,7 @@ size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, engine_match_t *
                        uint64_t *hints, size_t max);
 
 /*  engine_process() with the match engine_prefetch() made; matches again
-    if the ruleset has changed since. */
+    if engine_set_ruleset() has been called since. */
 void engine_process_matched(engine_t *self, const nerve_event_t *ev, const engine_match_t *m,
                             uint64_t now_ns, const engine_sink_t *sink);
 

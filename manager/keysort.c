@@ -17,6 +17,7 @@
 #include "keysort.h"
 
 #include <nerve/error.h>
+#include <nerve/log.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,19 @@ static void s_insertion(item_t *a, size_t n, size_t d, const keysort_key_t *keys
     }
 }
 
+/*  Pivots are the median of three chunks at random positions: the first,
+    middle and last would do for shuffled keys, but a batch dirtied in key
+    order (or rotated, as the partition leaves its parts) then gets the
+    smallest key as pivot every time, and the sort grows as n^1.5. */
+static inline uint64_t s_rand(uint64_t *rng)
+{
+    uint64_t x = *rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *rng = x;
+}
+
 static uint64_t s_median3(uint64_t x, uint64_t y, uint64_t z)
 {
     if (x < y)
@@ -110,10 +124,11 @@ static uint64_t s_median3(uint64_t x, uint64_t y, uint64_t z)
     return x < z ? x : (y < z ? z : y);
 }
 
-static void s_sort(item_t *a, size_t n, size_t d, const keysort_key_t *keys);
+static void s_sort(item_t *a, size_t n, size_t d, const keysort_key_t *keys, uint64_t *rng);
 
 /*  Items whose chunks at depth d are all equal. */
-static void s_sort_equal(item_t *a, size_t n, size_t d, const keysort_key_t *keys)
+static void s_sort_equal(item_t *a, size_t n, size_t d, const keysort_key_t *keys,
+                         uint64_t *rng)
 {
     if (n <= 1)
         return;
@@ -134,13 +149,14 @@ static void s_sort_equal(item_t *a, size_t n, size_t d, const keysort_key_t *key
     size_t m = n - done;
     for (size_t i = 0; i < m; i++)
         rest[i].chunk = s_chunk(&keys[rest[i].idx], d + 8);
-    s_sort(rest, m, d + 8, keys);
+    s_sort(rest, m, d + 8, keys, rng);
 }
 
-static void s_sort(item_t *a, size_t n, size_t d, const keysort_key_t *keys)
+static void s_sort(item_t *a, size_t n, size_t d, const keysort_key_t *keys, uint64_t *rng)
 {
     while (n > S_SMALL) {
-        uint64_t p = s_median3(a[0].chunk, a[n / 2].chunk, a[n - 1].chunk);
+        uint64_t p = s_median3(a[s_rand(rng) % n].chunk, a[s_rand(rng) % n].chunk,
+                               a[s_rand(rng) % n].chunk);
         size_t lt = 0, i = 0, gt = n;
         while (i < gt) {
             uint64_t c = a[i].chunk;
@@ -151,13 +167,13 @@ static void s_sort(item_t *a, size_t n, size_t d, const keysort_key_t *keys)
             else
                 i++;
         }
-        s_sort_equal(a + lt, gt - lt, d, keys);
+        s_sort_equal(a + lt, gt - lt, d, keys, rng);
         if (lt < n - gt) {
-            s_sort(a, lt, d, keys);
+            s_sort(a, lt, d, keys, rng);
             a += gt;
             n -= gt;
         } else {
-            s_sort(a + gt, n - gt, d, keys);
+            s_sort(a + gt, n - gt, d, keys, rng);
             n = lt;
         }
     }
@@ -177,7 +193,8 @@ int keysort(const keysort_key_t *keys, size_t n, uint32_t *order)
         a[i] = (item_t){.chunk = s_chunk(&keys[i], 0),
                         .idx = (uint32_t)i,
                         .len = keys[i].len > UINT32_MAX ? UINT32_MAX : (uint32_t)keys[i].len};
-    s_sort(a, n, 0, keys);
+    uint64_t rng = nerve_clock_mono_ns() | 1; /* a new sequence per call */
+    s_sort(a, n, 0, keys, &rng);
     for (size_t i = 0; i < n; i++)
         order[i] = a[i].idx;
     free(a);

@@ -56,6 +56,8 @@
 #define S_BATCH_MAX_BYTES  ((size_t)64 << 20)
 #define S_EVICT_MAX_VISITS ((size_t)1 << 18)
 #define S_SUBMIT_AHEAD     8 /* entries s_submit() prefetches ahead */
+
+static nerve_ratelimit_t s_rl_address = NERVE_RATELIMIT_INIT(1000);
 /* Arenas up to this size are kept between batches: under steady load every
    batch is about as large as the last, and freeing and faulting the pages
    back in cost the engine thread more than the memory is worth. */
@@ -302,8 +304,13 @@ static entry_t *s_entry_new(regstore_t *self, const uint8_t *key, size_t klen, u
     entry_t *e = malloc(sizeof *e + ((klen + 7) & ~(size_t)7) + vcap);
     if (!e)
         return NULL;
-    if ((uint64_t)(uintptr_t)e >> S_SLOT_PTR_BITS) { /* no such address space seen yet */
-        NERVE_ERROR(S_LOG_ID, "%s: an entry's address does not fit a slot", self->dir);
+    if ((uint64_t)(uintptr_t)e >> S_SLOT_PTR_BITS) {
+        /* Not seen on x86-64 or arm64 without memory tagging (glibc tags
+           heap pointers only when glibc.mem.tagging is set). */
+        NERVE_LOG_RL(&s_rl_address, NERVE_LOG_ERROR, S_LOG_ID,
+                     "%s: malloc returned an address above 48 bits (memory tagging?): "
+                     "register states cannot be cached",
+                     self->dir);
         free(e);
         return NULL;
     }
@@ -493,7 +500,8 @@ static int s_submit(regstore_t *self)
     b->rc = 0;
     b->seq = self->next_seq;
     size_t taken = 0;
-    while (taken < self->ndirty && b->nrecs < S_BATCH_MAX_RECS && b->used < S_BATCH_MAX_BYTES) {
+    while (taken < self->ndirty && b->nrecs < S_BATCH_MAX_RECS &&
+           b->used + b->kused < S_BATCH_MAX_BYTES) {
         entry_t *e = self->dirty[taken];
         if (taken + S_SUBMIT_AHEAD < self->ndirty) {
             /* The entries were last touched long ago (a commit's worth of
@@ -578,7 +586,7 @@ static bool s_collect(regstore_t *self, bool wait, int *batch_rc)
             s_redirty(self, b);
         self->done_seq = b->seq;
         self->inflight = 0;
-        if (b->acap > S_BATCH_KEEP_BYTES) { /* a burst: give the memory back */
+        if (b->acap + b->kcap > S_BATCH_KEEP_BYTES) { /* a burst: give the memory back */
             free(b->arena);
             b->arena = NULL;
             b->acap = 0;

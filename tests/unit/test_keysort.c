@@ -151,6 +151,43 @@ static void test_keysort_of_the_manager_shape(void **state)
     free(keys);
 }
 
+/*  Keys already in order, in reverse, and rotated (as a partition leaves
+    its parts): the orders a batch dirtied host by host arrives in, and the
+    ones that break a first/middle/last pivot. 8-byte keys that differ
+    within one chunk, and the manager's shape. */
+static void test_keysort_sorted_reversed_and_rotated_inputs(void **state)
+{
+    (void)state;
+    enum { N = 50000 };
+    key_t_ *keys = calloc(N, sizeof *keys);
+    key_t_ *tmp = calloc(N, sizeof *tmp);
+    assert_non_null(keys);
+    assert_non_null(tmp);
+    for (int shape = 0; shape < 2; shape++) {
+        for (size_t i = 0; i < N; i++) {
+            char *b = (char *)keys[i].bytes;
+            if (shape == 0) {
+                snprintf(b, S_MAXLEN, "%08zu", i);
+                keys[i].len = 8;
+            } else {
+                int a = snprintf(b, S_MAXLEN, "Rcpu.load");
+                b[a] = '\0';
+                keys[i].len = (size_t)a + 1 +
+                              (size_t)snprintf(b + a + 1, S_MAXLEN - (size_t)a - 1, "web%06zu", i);
+            }
+        }
+        s_check_sorted(keys, N); /* sorted */
+        for (size_t i = 0; i < N; i++)
+            tmp[i] = keys[N - 1 - i];
+        s_check_sorted(tmp, N); /* reversed */
+        for (size_t i = 0; i < N; i++)
+            tmp[i] = keys[(i + N / 3) % N];
+        s_check_sorted(tmp, N); /* rotated */
+    }
+    free(keys);
+    free(tmp);
+}
+
 static void test_keysort_cmp_agrees_with_memcmp_then_length(void **state)
 {
     (void)state;
@@ -187,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_keysort_matches_the_reference_order),
         cmocka_unit_test(test_keysort_orders_prefixes_by_length),
         cmocka_unit_test(test_keysort_of_the_manager_shape),
+        cmocka_unit_test(test_keysort_sorted_reversed_and_rotated_inputs),
         cmocka_unit_test(test_keysort_cmp_agrees_with_memcmp_then_length),
         cmocka_unit_test(test_keysort_refuses_null),
     };
