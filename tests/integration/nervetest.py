@@ -15,6 +15,7 @@ Keys are written before the daemons that must trust them start: a ZAP
 handler reads the directory again only once a second.
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import tempfile
 import time
 import unittest
 import uuid
+import urllib.request
 
 import msgpack
 import zmq
@@ -135,6 +137,35 @@ def event_payload(tag, data, host="test", hops=None, ts=None, eid=None):
 def unpack(frames):
     """(routing frame as str, payload as dict) from a tap message."""
     return frames[0].decode(errors="replace"), msgpack.unpackb(frames[1], raw=False)
+
+
+# Prometheus text format: one sample line, label values with escapes.
+METRIC_SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+                           r'(-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+
+
+def scrape(port, timeout=2):
+    """{sample: value} from a daemon's /metrics on 127.0.0.1:port, or None
+    while nothing answers there. Every line is checked: HELP/TYPE comments
+    and well-formed samples only, served as Prometheus text 0.0.4."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=timeout) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = r.read().decode()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert line.startswith("# HELP ") or line.startswith("# TYPE "), line
+            continue
+        if not line:
+            continue
+        assert METRIC_SAMPLE.match(line), "not a Prometheus sample line: %r" % line
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    return values
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):

@@ -14,9 +14,8 @@ wait is on a tap message or the actor's /metrics.
 import os
 import shutil
 import signal
-import urllib.request
 
-from nervetest import (BUILD, MODULES, Actor, ManagerTest, Publisher, free_port, main,
+from nervetest import (Actor, BUILD, ManagerTest, MODULES, Publisher, free_port, main, scrape,
                        wait_until)
 
 TEST_MODULES = os.environ.get("NERVE_TEST_MODULE_DIR", os.path.join(BUILD, "test-modules"))
@@ -37,19 +36,6 @@ RULES = """
 ENOENT = -4
 
 
-def scrape(port):
-    """{sample: value} from the actor's /metrics, or None while it is not up."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 class ActorReload(ManagerTest):

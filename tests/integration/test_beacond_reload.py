@@ -12,9 +12,9 @@ and /metrics, never sleeps.
 import os
 import shutil
 import signal
-import urllib.request
 
-from nervetest import BUILD, MODULES, SOURCE, Daemon, ManagerTest, free_port, main, wait_until
+from nervetest import (BUILD, Daemon, ManagerTest, MODULES, SOURCE, free_port, main, scrape,
+                       wait_until)
 
 BEACOND = os.path.join(BUILD, "nerve-beacond")
 FIXTURES = os.path.join(SOURCE, "tests", "fixtures", "proc", "basic")
@@ -23,19 +23,6 @@ NEW = 'nerve_beacond_beacon_runs_total{fn="beacons.load.avg",tag="/load/new"}'
 GONE = 'nerve_beacond_beacon_runs_total{fn="beacons.log.match",tag="/log/match/itest"}'
 
 
-def scrape(port):
-    """{sample: value} from /metrics, or None while it is not up."""
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
 
 
 def scraped(port, pred):

@@ -3,31 +3,14 @@
 endpoints in a temp dir; the manager side is not needed for their counters
 to move (heartbeats queue, probes run)."""
 import os
-import re
 import shutil
 import tempfile
 import unittest
-import urllib.request
 
-from nervetest import BUILD, Daemon, free_port, main, wait_until
-
-SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
+from nervetest import BUILD, Daemon, free_port, main, scrape, wait_until
 
 
-def scrape(port):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        assert SAMPLE.match(line), "not a Prometheus sample line: %r" % line
-        name, value = line.rsplit(" ", 1)
-        values[name] = float(value)
-    return values
+
 
 
 class DaemonMetrics(unittest.TestCase):

@@ -6,11 +6,10 @@ import re
 import shutil
 import signal
 import time
-import urllib.request
 
 import msgpack
 
-from nervetest import MODULES, ManagerTest, free_port, is_event, main, wait_until
+from nervetest import ManagerTest, MODULES, free_port, is_event, main, scrape, wait_until
 
 TEST_MODULES = os.environ.get("NERVE_TEST_MODULE_DIR",
                               os.path.join(os.path.dirname(MODULES), "test-modules"))
@@ -396,24 +395,8 @@ class SlowReactions(ManagerTest):
         self.assertGreaterEqual(r["local_refused"], 4)
 
 
-SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
-                    r'(-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$')
 
 
-def scrape(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
-        assert r.status == 200
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            assert line.startswith("# HELP ") or line.startswith("# TYPE "), line
-            continue
-        assert SAMPLE.match(line), "not a Prometheus sample line: %r" % line
-        name, value = line.rsplit(" ", 1)
-        values[name] = float(value)
-    return values
 
 
 class Metrics(ManagerTest):
