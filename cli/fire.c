@@ -27,7 +27,7 @@ static const cli_opt_t s_opts[] = {
 static void s_usage(FILE *out)
 {
     fprintf(out,
-            "usage: nerve fire TAG [key=value ...] [--data JSON] [--host H] [--events EP]\n"
+            "usage: nerve fire TAG [key=value ...] [--data JSON] [--host H] [--events EP] [--json]\n"
             "\n"
             "Sends one event to the manager.\n"
             "\n"

@@ -47,6 +47,11 @@ static void s_on_stop(int sig)
     relay_request_stop();
 }
 
+static void s_on_hup(int sig)
+{
+    relay_note_hup();
+}
+
 static int s_set(char **slot, const char *value)
 {
     free(*slot);
@@ -192,6 +197,8 @@ int main(int argc, char **argv)
     sa.sa_handler = s_on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = s_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     relay_t *relay = relay_new(&cfg);
     if (relay)

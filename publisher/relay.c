@@ -23,6 +23,7 @@
 #define BATCH 4096
 
 static volatile sig_atomic_t s_stop;
+static volatile sig_atomic_t s_hup;
 static nerve_ratelimit_t s_rl = NERVE_RATELIMIT_INIT(1000);
 static nerve_ratelimit_t s_rl_unauth = NERVE_RATELIMIT_INIT(1000);
 
@@ -45,6 +46,11 @@ struct relay {
 void relay_request_stop(void)
 {
     s_stop = 1;
+}
+
+void relay_note_hup(void)
+{
+    s_hup = 1;
 }
 
 static int s_bind(void *sock, const char *endpoint, const char *what)
@@ -397,6 +403,13 @@ int relay_run(relay_t *self)
         if (rc < 0 && errno != EINTR) {
             NERVE_ERROR("publisher", "poll: %s", zmq_strerror(errno));
             return -1;
+        }
+        if (s_hup) {
+            s_hup = 0;
+            /* Keys are read as peers connect (a revoke applies at once);
+               the rest of the configuration needs a restart. */
+            NERVE_INFO("publisher", "SIGHUP: nothing to reload (it keeps no rules or modules); "
+                                    "restart it to change its configuration");
         }
         s_rebind(self, nerve_clock_mono_ms());
         if (nerve_metrics_due(self->metrics, nerve_clock_mono_ms()))

@@ -53,6 +53,10 @@ void relay_destroy(relay_t **self);
 /*  Runs until relay_request_stop(); returns 0 on a clean stop. */
 int relay_run(relay_t *self);
 void relay_request_stop(void);
+
+/*  SIGHUP: logged by the loop, nothing else. (systemd and ops scripts send
+    it to every nerve daemon; it must not stop this one.) */
+void relay_note_hup(void);
 void relay_counters(const relay_t *self, relay_counters_t *out);
 
 #endif

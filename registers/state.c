@@ -17,9 +17,9 @@
     small whatever the value. A changed key is then "differs by hash":
     two different large values collide with probability 2^-64.
 
-    flapping counts changes in a ring of 60 buckets of period/60 each, as
-    registers.aggregate does, so a change stops counting between 59/60 and
-    60/60 of the period after it happened. The count of changes in the
+    flapping counts changes in a ring of 60 buckets of period/60 each (a
+    ring like registers.aggregate's, which uses 10–60 buckets), so a change
+    stops counting between 59/60 and 60/60 of the period after it happened. The count of changes in the
     window is kept in the state (the header's u32) for `nerve registers`.
 
     States (native byte order, first byte = format version):

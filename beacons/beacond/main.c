@@ -125,8 +125,15 @@ static int s_load(int argc, char **argv, flags_t *flags, beacond_config_t *cfg)
                 cfg->nmodules = 0;
                 modules_reset = true;
             }
-            if (cfg->nmodules < BEACOND_MAX_MODULE_DIRS)
-                cfg->modules[cfg->nmodules++] = strdup(optarg);
+            if (cfg->nmodules >= BEACOND_MAX_MODULE_DIRS) {
+                NERVE_ERROR("beacond", "--modules: at most %d directories", BEACOND_MAX_MODULE_DIRS);
+                return 2;
+            }
+            if (!(cfg->modules[cfg->nmodules] = strdup(optarg))) {
+                NERVE_ERROR("beacond", "--modules: out of memory");
+                return 2;
+            }
+            cfg->nmodules++;
             break;
         case OPT_LOG: {
             nerve_log_level_t level;

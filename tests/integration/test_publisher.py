@@ -5,6 +5,7 @@ CURVE: the subscribers here hold a keypair in its keys directory and pin
 its public key."""
 import os
 import shutil
+import signal
 import tempfile
 import unittest
 import urllib.request
@@ -84,6 +85,25 @@ class Publisher(unittest.TestCase):
         wait_until(lambda: "nerve_publisher_dropped_total 2" in metrics(),
                    what="drops in /metrics")
         self.assertIn("nerve_publisher_relayed_total 1", metrics())
+
+    def test_sighup_is_logged_and_changes_nothing(self):
+        """systemd and ops scripts send SIGHUP to every nerve daemon: the
+        publisher must keep running and relaying (it used to die)."""
+        sub = curve_client(self.ctx.socket(zmq.SUB), self.keys, "sub", "publisher")
+        sub.setsockopt(zmq.SUBSCRIBE, b"@all/")
+        sub.connect(self.output)
+        wait_until(lambda: self.pub.alive() and os.path.exists(self.control[6:]),
+                   what="publisher control socket")
+        wait_until(lambda: self.status()["subscriptions"] >= 1, what="a subscription")
+        self.pub.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "nothing to reload" in self.pub.output(), what="SIGHUP logged")
+        self.assertTrue(self.pub.alive(), self.pub.output())
+        push = self.ctx.socket(zmq.PUSH)
+        push.connect(self.input)
+        push.send_multipart([b"@all/", b"\x80"])
+        self.assertTrue(sub.poll(5000), "nothing relayed after SIGHUP")
+        self.assertEqual(sub.recv_multipart(), [b"@all/", b"\x80"])
+        self.assertEqual(self.status()["relayed"], 1)
 
 
 if __name__ == "__main__":
