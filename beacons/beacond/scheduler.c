@@ -394,6 +394,9 @@ static void s_render_metrics(beacond_t *self)
                         st.suppressed);
     nerve_mtext_counter(t, "nerve_beacond_dropped_total",
                         "Events dropped: the queue to the manager was full.", NULL, st.dropped);
+    nerve_mtext_counter(t, "nerve_beacond_reload_attempts_total",
+                        "Reloads tried (SIGHUP), as the manager and the actor count them.", NULL,
+                        st.reloads + st.reload_failures);
     nerve_mtext_counter(t, "nerve_beacond_reloads_total",
                         "Reloads (SIGHUP) that replaced the configuration.", NULL, st.reloads);
     nerve_mtext_counter(t, "nerve_beacond_reload_failures_total",

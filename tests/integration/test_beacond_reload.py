@@ -100,6 +100,7 @@ class BeacondReload(ManagerTest):
                             what="the failure on /metrics")
         self.assertEqual(failed["nerve_beacond_reload_last_ok"], 0)
         self.assertEqual(failed["nerve_beacond_reloads_total"], 1)
+        self.assertEqual(failed["nerve_beacond_reload_attempts_total"], 2)
         self.assertGreaterEqual(failed[LOAD], after[LOAD])
 
 
