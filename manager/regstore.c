@@ -242,6 +242,20 @@ static entry_t *s_find(regstore_t *self, const uint8_t *key, size_t klen, uint64
     }
 }
 
+/*  The entry for key, or NULL, and the key's hash in *hash. The memo
+    is checked first by the key itself, so the engine's put after a get
+    of the same key costs no hashing at all. */
+static entry_t *s_lookup(regstore_t *self, const uint8_t *key, size_t klen, uint64_t *hash)
+{
+    entry_t *last = self->last;
+    if (last && last->klen == klen && memcmp(last->key, key, klen) == 0) {
+        *hash = last->hash;
+        return last;
+    }
+    *hash = s_hash(self->seed, key, klen);
+    return s_find(self, key, klen, *hash);
+}
+
 /*  Puts e in the first free slot of its probe sequence. */
 static void s_place(slot_t *slots, size_t mask, entry_t *e)
 {
@@ -978,8 +992,8 @@ int regstore_get(regstore_t *self, const void *key, size_t klen, const void **va
     int rc = s_check_key(self, key, klen);
     if (rc < 0)
         return rc;
-    uint64_t hash = s_hash(self->seed, key, klen);
-    entry_t *e = s_find(self, key, klen, hash);
+    uint64_t hash;
+    entry_t *e = s_lookup(self, key, klen, &hash);
     if (!e) {
         rc = s_load(self, key, klen, hash, &e);
         if (rc < 0)
@@ -1032,8 +1046,8 @@ int regstore_put(regstore_t *self, const void *key, size_t klen, const void *val
         return NERVE_ERANGE;
     if (s_dirty_reserve(self) < 0)
         return NERVE_ENOMEM;
-    uint64_t hash = s_hash(self->seed, key, klen);
-    entry_t *e = s_find(self, key, klen, hash);
+    uint64_t hash;
+    entry_t *e = s_lookup(self, key, klen, &hash);
     /* A new entry gets its value's room before it is inserted: an entry
        that could not take the value would claim the key is absent. */
     if (!e && !(e = s_entry_new(self, key, klen, hash, vlen)))
@@ -1051,8 +1065,8 @@ int regstore_del(regstore_t *self, const void *key, size_t klen)
         return rc;
     if (s_dirty_reserve(self) < 0)
         return NERVE_ENOMEM;
-    uint64_t hash = s_hash(self->seed, key, klen);
-    entry_t *e = s_find(self, key, klen, hash);
+    uint64_t hash;
+    entry_t *e = s_lookup(self, key, klen, &hash);
     if (!e && !(e = s_entry_new(self, key, klen, hash, 0)))
         return NERVE_ENOMEM;
     e->present = 0;
