@@ -9,6 +9,10 @@
     run, msgpack-c's msgpack_unpack() of the same payload into a reused
     zone — the least any msgpack decoder must do, without any checking.
 
+    It also times nerve_wire_encode_reaction() on the reaction the manager
+    bench's rule sends (args {message: "metric17 on host417: 73.5"}), the
+    engine's cost per reaction before zmq_send().
+
     Usage: bench_wire [decodes per run], default 2,000,000; best of 7 runs.
 */
 #include <nerve/log.h>
@@ -99,6 +103,40 @@ static double s_unpack_ns(msgpack_zone *zone, const sample_t *s, size_t n)
     return (double)(nerve_clock_mono_ns() - t0) / (double)n;
 }
 
+static double s_encode_ns(size_t n)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object_kv *kv = msgpack_zone_malloc(&zone, sizeof *kv);
+    static const char key[] = "message", text[] = "metric17 on host417: 73.5";
+    kv->key = (msgpack_object){.type = MSGPACK_OBJECT_STR,
+                               .via.str = {.size = sizeof key - 1, .ptr = key}};
+    kv->val = (msgpack_object){.type = MSGPACK_OBJECT_STR,
+                               .via.str = {.size = sizeof text - 1, .ptr = text}};
+    nerve_reaction_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.topic, sizeof r.topic, "@group/bench/");
+    snprintf(r.fn, sizeof r.fn, "reactions.log.write");
+    snprintf(r.rule, sizeof r.rule, "metric17_avg");
+    r.args = (msgpack_object){.type = MSGPACK_OBJECT_MAP, .via.map = {.size = 1, .ptr = kv}};
+    snprintf(r.event.tag, sizeof r.event.tag, "/bench/metric17/host417");
+    snprintf(r.event.host, sizeof r.event.host, "host417");
+    r.ts = 1763800000000000000ull;
+    r.deadline = r.ts + 60000000000ull;
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    uint64_t t0 = nerve_clock_mono_ns();
+    for (size_t i = 0; i < n; i++)
+        if (nerve_wire_encode_reaction(&r, &buf) != 0) {
+            fprintf(stderr, "bench_wire: the reaction does not encode\n");
+            exit(1);
+        }
+    double ns = (double)(nerve_clock_mono_ns() - t0) / (double)n;
+    msgpack_sbuffer_destroy(&buf);
+    msgpack_zone_destroy(&zone);
+    return ns;
+}
+
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000000;
@@ -124,6 +162,13 @@ int main(int argc, char **argv)
                "msgpack_unpack alone %6.1f ns (%.2fx)\n",
                samples[k].name, samples[k].payload.size, best_dec, best_raw, best_dec / best_raw);
     }
+    double best_enc = 1e30;
+    for (int r = 0; r < S_RUNS; r++) {
+        double e = s_encode_ns(n);
+        best_enc = e < best_enc ? e : best_enc;
+    }
+    printf("  reaction encode (manager bench's):  nerve_wire_encode_reaction %6.1f ns\n",
+           best_enc);
     for (int k = 0; k < 2; k++)
         msgpack_sbuffer_destroy(&samples[k].payload);
     msgpack_zone_destroy(&zone);

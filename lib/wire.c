@@ -215,10 +215,11 @@ static uint64_t s_be(const uint8_t *p, size_t n)
     once every entry it announces has been seen, so msgpack-c, which
     allocates a container's entries up front, never runs on a count the
     bytes do not back. */
-static nerve_wire_reason_t s_scan_value(const uint8_t *p, size_t len, size_t *used)
+static nerve_wire_reason_t s_scan_value(const uint8_t *p, size_t len, size_t *used,
+                                        size_t depth0)
 {
     uint64_t stack[S_DEPTH_MAX]; /* enclosing containers' items left */
-    size_t depth = 0;
+    size_t depth = depth0;       /* containers open around the value, counted */
     uint64_t left = 1; /* items left at this level, the current one included */
     size_t pos = 0;
 
@@ -339,7 +340,7 @@ static nerve_wire_reason_t s_scan_value(const uint8_t *p, size_t len, size_t *us
         }
         /* A value ended: close every container it completes. */
         while (--left == 0) {
-            if (depth == 0) {
+            if (depth == depth0) {
                 *used = pos;
                 return NERVE_WIRE_OK;
             }
@@ -348,14 +349,52 @@ static nerve_wire_reason_t s_scan_value(const uint8_t *p, size_t len, size_t *us
     }
 }
 
-/*  One whole payload: a value and nothing after it. */
-static nerve_wire_reason_t s_scan(const void *data, size_t len)
+/*  One whole value and nothing after it, nested in depth0 containers (0
+    for a payload; 1 for what an encoder puts inside one). */
+static nerve_wire_reason_t s_scan_in(const void *data, size_t len, size_t depth0)
 {
     size_t used = 0;
-    nerve_wire_reason_t reason = s_scan_value(data, len, &used);
+    nerve_wire_reason_t reason = s_scan_value(data, len, &used, depth0);
     if (reason == NERVE_WIRE_OK && used != len)
         reason = NERVE_WIRE_PAYLOAD_TRAILING;
     return reason;
+}
+
+/*  One whole payload. */
+static nerve_wire_reason_t s_scan(const void *data, size_t len)
+{
+    return s_scan_in(data, len, 0);
+}
+
+/*  Containers nested in o, o included (0 for a scalar), counted up to
+    limit + 1 at most. */
+static size_t s_obj_depth(const msgpack_object *o, size_t limit)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP)
+        return 0;
+    if (limit == 0)
+        return 1;
+    size_t deepest = 0, d;
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size && deepest < limit; i++)
+            if ((d = s_obj_depth(&o->via.array.ptr[i], limit - 1)) > deepest)
+                deepest = d;
+    } else {
+        for (uint32_t i = 0; i < o->via.map.size && deepest < limit; i++) {
+            if ((d = s_obj_depth(&o->via.map.ptr[i].key, limit - 1)) > deepest)
+                deepest = d;
+            if ((d = s_obj_depth(&o->via.map.ptr[i].val, limit - 1)) > deepest)
+                deepest = d;
+        }
+    }
+    return 1 + deepest;
+}
+
+/*  True if o fits inside a payload's top map: the decoders parse
+    S_DEPTH_MAX containers deep, the map included. */
+static bool s_fits_in_payload(const msgpack_object *o)
+{
+    return s_obj_depth(o, S_DEPTH_MAX - 1) <= S_DEPTH_MAX - 1;
 }
 
 static void s_build_int(msgpack_object *o, int64_t v)
@@ -813,12 +852,13 @@ static int s_pack_id(msgpack_packer *pk, const uint8_t id[NERVE_ID_SIZE])
 }
 
 /*  A finished payload must be one the decoders accept: within the size
-    limit and nested no deeper than they parse. */
+    limit (the encoders check the nesting of what they embed before they
+    pack it: s_fits_in_payload(), s_scan_in(…, 1)). */
 static int s_finish(msgpack_sbuffer *buf, int packed)
 {
     if (packed)
         return NERVE_ENOMEM;
-    if (buf->size > NERVE_PAYLOAD_MAX || s_scan(buf->data, buf->size) != NERVE_WIRE_OK)
+    if (buf->size > NERVE_PAYLOAD_MAX)
         return NERVE_EINVAL;
     return NERVE_OK;
 }
@@ -834,7 +874,9 @@ int nerve_wire_encode_event(const nerve_event_t *ev, msgpack_sbuffer *buf)
     if (host_len == SIZE_MAX || host_len == 0 || ev->hops > NERVE_HOPS_MAX)
         return NERVE_EINVAL;
     if (ev->data_raw &&
-        (ev->data_raw_len > NERVE_PAYLOAD_MAX || s_scan(ev->data_raw, ev->data_raw_len)))
+        (ev->data_raw_len > NERVE_PAYLOAD_MAX || s_scan_in(ev->data_raw, ev->data_raw_len, 1)))
+        return NERVE_EINVAL;
+    if (!ev->data_raw && !s_fits_in_payload(&ev->data))
         return NERVE_EINVAL;
 
     msgpack_packer pk;
@@ -873,8 +915,8 @@ int nerve_wire_encode_reaction(const nerve_reaction_t *r, msgpack_sbuffer *buf)
         return NERVE_EINVAL;
     if (fn_len == SIZE_MAX || fn_len == 0 || rule_len == SIZE_MAX)
         return NERVE_EINVAL;
-    if (r->args.type != MSGPACK_OBJECT_MAP || !s_ref_valid(&r->event) ||
-        r->hops > NERVE_HOPS_MAX)
+    if (r->args.type != MSGPACK_OBJECT_MAP || !s_fits_in_payload(&r->args) ||
+        !s_ref_valid(&r->event) || r->hops > NERVE_HOPS_MAX)
         return NERVE_EINVAL;
 
     msgpack_packer pk;

@@ -1248,6 +1248,34 @@ static void test_encode_event_refuses_data_nested_deeper_than_decoders_parse(voi
     assert_int_equal(nerve_wire_encode_event(&ev, &fx->out), NERVE_EINVAL);
 }
 
+/*  args are packed inside the payload's map: 31 containers deep fit (32
+    with the map, what the decoders parse), 32 do not, and what the
+    encoder accepts decodes. */
+static void test_encode_reaction_refuses_args_nested_deeper_than_decoders_parse(void **state)
+{
+    fx_t *fx = *state;
+    for (int deep = 31; deep <= 32; deep++) { /* 33 would not even unpack */
+        fx->buf.size = 0;
+        msgpack_pack_map(&fx->pk, 1); /* args itself: 1 */
+        msgpack_pack_str_with_body(&fx->pk, "k", 1);
+        for (int i = 0; i < deep - 2; i++)
+            msgpack_pack_array(&fx->pk, 1);
+        msgpack_pack_array(&fx->pk, 0);
+        nerve_reaction_t r;
+        s_valid_reaction(fx, &r);
+        r.args = s_unpacked(fx);
+        int rc = nerve_wire_encode_reaction(&r, &fx->out);
+        if (deep <= 31) {
+            assert_int_equal(rc, NERVE_OK);
+            nerve_frame_t frames[2] = {{r.topic, strlen(r.topic)}, {fx->out.data, fx->out.size}};
+            nerve_reaction_t back;
+            assert_int_equal(nerve_wire_decode_reaction(fx->dec, frames, 2, &back), NERVE_WIRE_OK);
+        } else {
+            assert_int_equal(rc, NERVE_EINVAL);
+        }
+    }
+}
+
 static void test_encode_event_refuses_payload_over_max(void **state)
 {
     fx_t *fx = *state;
@@ -1586,6 +1614,7 @@ int main(void)
         T(test_encode_event_refuses_bad_tag_host_and_hops),
         T(test_encode_event_refuses_data_raw_that_is_not_one_value),
         T(test_encode_event_refuses_data_nested_deeper_than_decoders_parse),
+        T(test_encode_reaction_refuses_args_nested_deeper_than_decoders_parse),
         T(test_encode_event_refuses_payload_over_max),
         T(test_encode_reaction_refuses_bad_fields),
         T(test_encode_clears_the_buffer_first),
