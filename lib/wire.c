@@ -904,6 +904,64 @@ static bool s_ref_valid(const nerve_event_ref_t *ref)
            host_len != SIZE_MAX && host_len > 0;
 }
 
+/*  Direct writers into an sbuffer, for the reaction encoder: each writes
+    the bytes msgpack-c's packer would and returns non-zero when out of
+    memory (as the packer's calls do). */
+static int s_w_raw(msgpack_sbuffer *buf, const void *p, size_t n)
+{
+    if (buf->alloc - buf->size < n)
+        return msgpack_sbuffer_write(buf, p, n); /* grows it */
+    memcpy(buf->data + buf->size, p, n);
+    buf->size += n;
+    return 0;
+}
+
+static int s_w_be(msgpack_sbuffer *buf, uint8_t type, uint64_t v, size_t n)
+{
+    uint8_t b[9];
+    b[0] = type;
+    for (size_t i = 0; i < n; i++)
+        b[1 + i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+    return s_w_raw(buf, b, 1 + n);
+}
+
+static int s_w_uint(msgpack_sbuffer *buf, uint64_t v)
+{
+    if (v < 128) {
+        uint8_t b = (uint8_t)v;
+        return s_w_raw(buf, &b, 1);
+    }
+    if (v < 256)
+        return s_w_be(buf, 0xcc, v, 1);
+    if (v < 65536)
+        return s_w_be(buf, 0xcd, v, 2);
+    if (v <= UINT32_MAX)
+        return s_w_be(buf, 0xce, v, 4);
+    return s_w_be(buf, 0xcf, v, 8);
+}
+
+static int s_w_str(msgpack_sbuffer *buf, const char *s, size_t n)
+{
+    int err;
+    if (n < 32) {
+        uint8_t b = (uint8_t)(0xa0 | n);
+        err = s_w_raw(buf, &b, 1);
+    } else if (n < 256) {
+        err = s_w_be(buf, 0xd9, n, 1);
+    } else if (n < 65536) {
+        err = s_w_be(buf, 0xda, n, 2);
+    } else {
+        err = s_w_be(buf, 0xdb, n, 4);
+    }
+    return err || (n ? s_w_raw(buf, s, n) : 0);
+}
+
+static int s_w_id(msgpack_sbuffer *buf, const uint8_t id[NERVE_ID_SIZE])
+{
+    static const uint8_t head[2] = {0xc4, NERVE_ID_SIZE}; /* bin 8 */
+    return s_w_raw(buf, head, 2) || s_w_raw(buf, id, NERVE_ID_SIZE);
+}
+
 int nerve_wire_encode_reaction(const nerve_reaction_t *r, msgpack_sbuffer *buf)
 {
     assert(r && buf);
@@ -919,22 +977,26 @@ int nerve_wire_encode_reaction(const nerve_reaction_t *r, msgpack_sbuffer *buf)
         !s_ref_valid(&r->event) || r->hops > NERVE_HOPS_MAX)
         return NERVE_EINVAL;
 
+    /* Written straight into buf but for args: the same bytes msgpack-c's
+       packer makes (minimal forms), without a callback per field. */
     msgpack_packer pk;
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
-    int err = msgpack_pack_map(&pk, r->hops ? 9 : 8);
-    err = err || s_pack_key(&pk, "v") || msgpack_pack_uint8(&pk, NERVE_WIRE_VERSION);
-    err = err || s_pack_key(&pk, "id") || s_pack_id(&pk, r->id);
-    err = err || s_pack_key(&pk, "fn") || s_pack_str(&pk, r->fn, fn_len);
-    err = err || s_pack_key(&pk, "args") || msgpack_pack_object(&pk, r->args);
-    err = err || s_pack_key(&pk, "rule") || s_pack_str(&pk, r->rule, rule_len);
-    err = err || s_pack_key(&pk, "event") || msgpack_pack_map(&pk, 3);
-    err = err || s_pack_key(&pk, "tag") || s_pack_str(&pk, r->event.tag, strlen(r->event.tag));
-    err = err || s_pack_key(&pk, "id") || s_pack_id(&pk, r->event.id);
-    err = err || s_pack_key(&pk, "host") || s_pack_str(&pk, r->event.host, strlen(r->event.host));
-    err = err || s_pack_key(&pk, "ts") || msgpack_pack_uint64(&pk, r->ts);
-    err = err || s_pack_key(&pk, "deadline") || msgpack_pack_uint64(&pk, r->deadline);
+    uint8_t map = (uint8_t)(0x80 | (r->hops ? 9 : 8));
+    int err = s_w_raw(buf, &map, 1);
+    err = err || s_w_raw(buf, "\xa1v\x01", 3); /* v: NERVE_WIRE_VERSION */
+    err = err || s_w_raw(buf, "\xa2id", 3) || s_w_id(buf, r->id);
+    err = err || s_w_raw(buf, "\xa2" "fn", 3) || s_w_str(buf, r->fn, fn_len);
+    err = err || s_w_raw(buf, "\xa4" "args", 5) || msgpack_pack_object(&pk, r->args);
+    err = err || s_w_raw(buf, "\xa4rule", 5) || s_w_str(buf, r->rule, rule_len);
+    err = err || s_w_raw(buf, "\xa5" "event\x83", 7); /* a map of 3 */
+    err = err || s_w_raw(buf, "\xa3tag", 4) || s_w_str(buf, r->event.tag, strlen(r->event.tag));
+    err = err || s_w_raw(buf, "\xa2id", 3) || s_w_id(buf, r->event.id);
+    err = err || s_w_raw(buf, "\xa4host", 5) ||
+          s_w_str(buf, r->event.host, strlen(r->event.host));
+    err = err || s_w_raw(buf, "\xa2ts", 3) || s_w_uint(buf, r->ts);
+    err = err || s_w_raw(buf, "\xa8" "deadline", 9) || s_w_uint(buf, r->deadline);
     if (r->hops)
-        err = err || s_pack_key(&pk, "hops") || msgpack_pack_uint32(&pk, r->hops);
+        err = err || s_w_raw(buf, "\xa4hops", 5) || s_w_uint(buf, r->hops);
     return s_finish(buf, err);
 }
 

@@ -1276,6 +1276,79 @@ static void test_encode_reaction_refuses_args_nested_deeper_than_decoders_parse(
     }
 }
 
+/*  The reaction encoder writes its fields directly; its bytes must be
+    exactly what msgpack-c's packer makes of the same fields in the same
+    order (minimal forms), at every length and number boundary. */
+static void test_encode_reaction_bytes_equal_msgpack_c_packer(void **state)
+{
+    fx_t *fx = *state;
+    static const size_t lens[] = {0, 1, 31, 32, 255};
+    static const uint64_t nums[] = {0, 127, 128, 255, 256, 65535, 65536, 4294967295ull,
+                                    4294967296ull, UINT64_MAX};
+    msgpack_sbuffer want;
+    msgpack_sbuffer_init(&want);
+    for (size_t a = 0; a < 5; a++) {
+        for (size_t b = 0; b < 10; b++) {
+            nerve_reaction_t r;
+            s_valid_reaction(fx, &r);
+            size_t fl = lens[a] ? lens[a] : 1; /* fn may not be empty */
+            memset(r.fn, 'f', fl);
+            r.fn[fl] = '\0';
+            memset(r.rule, 'r', lens[(a + 1) % 5]);
+            r.rule[lens[(a + 1) % 5]] = '\0';
+            size_t tl = lens[(a + 2) % 5] > 2 ? lens[(a + 2) % 5] : 2;
+            r.event.tag[0] = '/';
+            memset(r.event.tag + 1, 't', tl - 1);
+            r.event.tag[tl] = '\0';
+            size_t hl = lens[(a + 3) % 5] ? lens[(a + 3) % 5] : 1;
+            memset(r.event.host, 'h', hl);
+            r.event.host[hl] = '\0';
+            r.ts = nums[b];
+            r.deadline = nums[9 - b];
+            r.hops = (uint32_t)(b % 3 == 0 ? 0 : b % 3 == 1 ? 1 : NERVE_HOPS_MAX);
+            assert_int_equal(nerve_wire_encode_reaction(&r, &fx->out), NERVE_OK);
+
+            want.size = 0;
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &want, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, r.hops ? 9 : 8);
+#define KEY(k) msgpack_pack_str_with_body(&pk, k, strlen(k))
+#define STR(v) msgpack_pack_str_with_body(&pk, v, strlen(v))
+            KEY("v");
+            msgpack_pack_uint8(&pk, NERVE_WIRE_VERSION);
+            KEY("id");
+            msgpack_pack_bin_with_body(&pk, r.id, NERVE_ID_SIZE);
+            KEY("fn");
+            STR(r.fn);
+            KEY("args");
+            msgpack_pack_object(&pk, r.args);
+            KEY("rule");
+            STR(r.rule);
+            KEY("event");
+            msgpack_pack_map(&pk, 3);
+            KEY("tag");
+            STR(r.event.tag);
+            KEY("id");
+            msgpack_pack_bin_with_body(&pk, r.event.id, NERVE_ID_SIZE);
+            KEY("host");
+            STR(r.event.host);
+            KEY("ts");
+            msgpack_pack_uint64(&pk, r.ts);
+            KEY("deadline");
+            msgpack_pack_uint64(&pk, r.deadline);
+            if (r.hops) {
+                KEY("hops");
+                msgpack_pack_uint32(&pk, r.hops);
+            }
+#undef KEY
+#undef STR
+            assert_int_equal(fx->out.size, want.size);
+            assert_memory_equal(fx->out.data, want.data, want.size);
+        }
+    }
+    msgpack_sbuffer_destroy(&want);
+}
+
 static void test_encode_event_refuses_payload_over_max(void **state)
 {
     fx_t *fx = *state;
@@ -1615,6 +1688,7 @@ int main(void)
         T(test_encode_event_refuses_data_raw_that_is_not_one_value),
         T(test_encode_event_refuses_data_nested_deeper_than_decoders_parse),
         T(test_encode_reaction_refuses_args_nested_deeper_than_decoders_parse),
+        T(test_encode_reaction_bytes_equal_msgpack_c_packer),
         T(test_encode_event_refuses_payload_over_max),
         T(test_encode_reaction_refuses_bad_fields),
         T(test_encode_clears_the_buffer_first),
