@@ -50,6 +50,7 @@ struct engine {
     regstore_t *store;
     const ruleset_t *rs;
     uint64_t rs_gen; /* bumped by every engine_set_ruleset(): matches say which they used */
+    const engine_match_t *cur; /* the match of the event being decided, or NULL */
     memo_t *memo;
     engine_rule_stats_t *rule_stats;
     size_t nrules;
@@ -175,13 +176,32 @@ static void s_rule_error(engine_t *self, const rule_def_t *rule, const char *wha
                  nerve_strerror(rc));
 }
 
+/*  The store key of kind 'R' (register) or 'F' (gate) for this rule and
+    event: the one engine_prefetch() rendered when there is one, else
+    rendered now into buf (STORE_KEY_MAX). Sets *len (0: does not fit). */
+static const char *s_store_key(engine_t *self, const rule_def_t *rule, char kind,
+                               const nerve_event_t *ev, char *buf, size_t *len)
+{
+    const engine_match_t *m = self->cur;
+    for (size_t i = 0; m && i < m->nkeys; i++)
+        if (m->keys[i].rule == rule->index && m->keys[i].kind == kind) {
+            *len = m->keys[i].len;
+            return m->keys[i].bytes;
+        }
+    char key[KEY_MAX];
+    s_render_key(rule, ev, key, sizeof key);
+    *len = engine_register_key(kind, rule->scope, key, buf, STORE_KEY_MAX);
+    return buf;
+}
+
 /*  Runs the rule's register: reads state, calls the function, writes the
     new state unless explaining. Sets memo->seen to the register's output. */
 static void s_run_register(engine_t *self, const rule_def_t *rule, const nerve_event_t *ev,
-                           uint64_t now_ns, const char *key, memo_t *m)
+                           uint64_t now_ns, memo_t *m)
 {
-    char skey[STORE_KEY_MAX];
-    size_t sklen = engine_register_key('R', rule->scope, key, skey, sizeof skey);
+    char buf[STORE_KEY_MAX];
+    size_t sklen;
+    const char *skey = s_store_key(self, rule, 'R', ev, buf, &sklen);
     const void *state = NULL;
     size_t state_len = 0;
     if (sklen && regstore_get(self->store, skey, sklen, &state, &state_len) == 0)
@@ -252,10 +272,8 @@ static bool s_eval(engine_t *self, uint32_t r, const nerve_event_t *ev, uint64_t
     }
 
     if (rule->register_name) {
-        char key[KEY_MAX];
-        s_render_key(rule, ev, key, sizeof key);
         m->has_seen = false;
-        s_run_register(self, rule, ev, now_ns, key, m);
+        s_run_register(self, rule, ev, now_ns, m);
     }
     nerve_rule_call_t call = {
         .params = &rule->params,
@@ -302,9 +320,9 @@ static gate_verdict_t s_gate(engine_t *self, const rule_def_t *rule, bool result
     if (rule->for_n <= 1 && rule->cooldown_ms == 0)
         return result ? GATE_FIRE : GATE_FALSE;
 
-    char key[KEY_MAX], skey[STORE_KEY_MAX];
-    s_render_key(rule, ev, key, sizeof key);
-    size_t sklen = engine_register_key('F', rule->scope, key, skey, sizeof skey);
+    char buf[STORE_KEY_MAX];
+    size_t sklen;
+    const char *skey = s_store_key(self, rule, 'F', ev, buf, &sklen);
     const void *v;
     size_t vlen;
     gate_state_t st = {.version = 1};
@@ -428,14 +446,18 @@ void engine_process_matched(engine_t *self, const nerve_event_t *ev, const engin
         return;
     }
     self->stats.events++;
+    self->cur = m;
     s_process(self, ev, m->blocks, m->n, now_ns, sink);
+    self->cur = NULL;
 }
 
 size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, engine_match_t *m,
                        uint64_t *hints, size_t max)
 {
-    if (m)
+    if (m) {
         m->matched = false;
+        m->nkeys = 0;
+    }
     if (!self->rs || self->rs->nblocks == 0)
         return 0;
     uint32_t local[MATCH_MAX];
@@ -457,13 +479,22 @@ size_t engine_prefetch(engine_t *self, const nerve_event_t *ev, engine_match_t *
                 continue;
             char key[KEY_MAX], skey[STORE_KEY_MAX];
             s_render_key(rule, ev, key, sizeof key);
-            size_t sklen;
-            if (rule->register_name &&
-                (sklen = engine_register_key('R', rule->scope, key, skey, sizeof skey)))
+            for (int k = 0; k < 2 && n < max; k++) {
+                char kind = k == 0 ? 'R' : 'F';
+                if ((kind == 'R' && !rule->register_name) || (kind == 'F' && !gate))
+                    continue;
+                size_t sklen = engine_register_key(kind, rule->scope, key, skey, sizeof skey);
+                if (!sklen)
+                    continue;
                 hints[n++] = regstore_prefetch(self->store, skey, sklen);
-            if (gate && n < max &&
-                (sklen = engine_register_key('F', rule->scope, key, skey, sizeof skey)))
-                hints[n++] = regstore_prefetch(self->store, skey, sklen);
+                if (m && m->nkeys < ENGINE_KEYS_AHEAD && sklen <= ENGINE_KEY_AHEAD_MAX) {
+                    engine_key_t *ek = &m->keys[m->nkeys++];
+                    ek->rule = rule->index;
+                    ek->kind = kind;
+                    ek->len = (uint16_t)sklen;
+                    memcpy(ek->bytes, skey, sklen);
+                }
+            }
         }
     }
     return n;

@@ -72,12 +72,25 @@ void engine_process(engine_t *self, const nerve_event_t *ev, uint64_t now_ns,
     and engine_process_matched() so that the tag is matched once. */
 #define ENGINE_MATCH_MAX 256
 
+#define ENGINE_KEYS_AHEAD    4   /* store keys kept per event… */
+#define ENGINE_KEY_AHEAD_MAX 160 /* …when this short (longer ones are rendered again) */
+
+/*  A register ('R') or gate ('F') store key engine_prefetch() rendered. */
+typedef struct engine_key {
+    uint32_t rule; /* rule index in the ruleset */
+    char kind;
+    uint16_t len;
+    char bytes[ENGINE_KEY_AHEAD_MAX];
+} engine_key_t;
+
 typedef struct engine_match {
     bool matched;    /* false: engine_process_matched() matches itself */
     uint64_t rs_gen; /* the ruleset it was matched against (a generation,
                         not a pointer: a new ruleset may reuse the address) */
     size_t n;
     uint32_t blocks[ENGINE_MATCH_MAX];
+    size_t nkeys; /* keys rendered while prefetching, used when deciding */
+    engine_key_t keys[ENGINE_KEYS_AHEAD];
 } engine_match_t;
 
 /*  Starts loading the register states engine_process(ev) will read (the

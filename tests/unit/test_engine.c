@@ -787,6 +787,16 @@ static void test_engine_prefetch_then_process_matched_decides_the_same(void **st
     assert_int_equal(engine_prefetch(fx->engine, ev, &m, hints, 8), 2);
     assert_true(m.matched);
     assert_int_equal(m.n, 1);
+    /* The store keys it rendered, kept for deciding: register, then gate. */
+    assert_int_equal(m.nkeys, 2);
+    char want[512];
+    size_t wlen = engine_register_key('R', "rules/avg", "web1", want, sizeof want);
+    assert_int_equal(m.keys[0].kind, 'R');
+    assert_int_equal(m.keys[0].len, wlen);
+    assert_memory_equal(m.keys[0].bytes, want, wlen);
+    wlen = engine_register_key('F', "rules/avg", "web1", want, sizeof want);
+    assert_int_equal(m.keys[1].kind, 'F');
+    assert_memory_equal(m.keys[1].bytes, want, wlen);
     for (int i = 0; i < 2; i++)
         regstore_prefetch_entry(fx->store, hints[i]);
     engine_process_matched(fx->engine, ev, &m, T0, &sink);
@@ -821,6 +831,33 @@ static void test_engine_prefetch_then_process_matched_decides_the_same(void **st
     engine_process_matched(fx->engine, ev, &m, T0, &sink);
     assert_int_equal(fx->nfires, 2);
     assert_string_equal(s_last(fx)->args, "{\"h\":\"web2\"}");
+}
+
+/*  A store key too long to keep from prefetching is rendered again when
+    deciding: the state lands under the same key either way. */
+static void test_engine_prefetch_long_key_is_rendered_again(void **state)
+{
+    fixture_t *fx = *state;
+    s_rules(fx, "/p/*:\n"
+                "  rules:\n"
+                "    - avg:\n"
+                "        rule: rules.simple.gt\n"
+                "        register: registers.aggregate.sum\n"
+                "        threshold: 100\n"
+                "        key: '{{event.host}}-{{event.host}}-{{event.host}}'\n");
+    char host[64];
+    memset(host, 'h', 60);
+    host[60] = '\0';
+    const nerve_event_t *ev = s_event(fx, "/p/x", host, "9");
+    engine_match_t m;
+    uint64_t hints[4];
+    engine_sink_t sink = {.arg = fx, .reaction = s_sink_reaction};
+    assert_int_equal(engine_prefetch(fx->engine, ev, &m, hints, 4), 1);
+    assert_int_equal(m.nkeys, 0); /* 1 + 9 + 1 + 182 bytes: over ENGINE_KEY_AHEAD_MAX */
+    engine_process_matched(fx->engine, ev, &m, T0, &sink);
+    char key[256], buf[4096];
+    snprintf(key, sizeof key, "%s-%s-%s", host, host, host);
+    assert_true(s_stored(fx, 'R', "rules/avg", key, buf, sizeof buf) > 0);
 }
 
 static void test_engine_register_key_is_kind_scope_nul_key(void **state)
@@ -859,6 +896,7 @@ int main(void)
         T(test_engine_counts_events_that_match_nothing),
         T(test_engine_new_ruleset_resets_rule_stats),
         T(test_engine_prefetch_then_process_matched_decides_the_same),
+        T(test_engine_prefetch_long_key_is_rendered_again),
         T(test_engine_register_key_is_kind_scope_nul_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
