@@ -359,8 +359,11 @@ static void s_window_advance(s_window_t *w, uint64_t now_ns)
     uint64_t head = w->h.last_ns / width, next = t / width;
     uint64_t nb = w->h.nbuckets;
     uint64_t n = next - head < nb ? next - head : nb;
-    for (uint64_t i = 1; i <= n; i++)
-        s_bucket_expire(w, (size_t)((head + i) % nb));
+    size_t slot = (size_t)(head % nb); /* one division; the loop wraps by hand */
+    for (uint64_t i = 1; i <= n; i++) {
+        slot = slot + 1 == nb ? 0 : slot + 1;
+        s_bucket_expire(w, slot);
+    }
     w->h.last_ns = t;
 }
 
@@ -369,8 +372,10 @@ static void s_percentile_add(s_window_t *w, uint8_t *b, double x)
     if (w->h.nsamples == S_SAMPLES) {
         /* Full: the oldest sample leaves, and its bucket's count with it. */
         uint64_t head = w->h.last_ns / w->h.width_ns;
+        size_t slot = (size_t)(head % w->h.nbuckets);
         for (uint64_t i = 1; i <= w->h.nbuckets; i++) {
-            uint8_t *old = w->buckets + ((head + i) % w->h.nbuckets) * w->stride;
+            slot = slot + 1 == w->h.nbuckets ? 0 : slot + 1;
+            uint8_t *old = w->buckets + slot * w->stride;
             uint16_t c = s_u16(old);
             if (c) {
                 s_put_u16(old, (uint16_t)(c - 1));
@@ -498,9 +503,11 @@ static bool s_window_read(const s_window_t *w, const s_params_t *p, msgpack_obje
     uint64_t first_ns = 0;
     size_t fb = s_fbase(w->fn);
     uint64_t nb = w->h.nbuckets;
+    /* One division, not one per bucket (this runs on every event). */
+    size_t slot = (size_t)(head % nb);
     for (uint64_t i = 1; i <= nb; i++) {
         /* oldest bucket first: slot head+1 holds the bucket nb-1 ago */
-        size_t slot = (size_t)((head + i) % nb);
+        slot = slot + 1 == nb ? 0 : slot + 1;
         const uint8_t *b = w->buckets + slot * w->stride;
         uint32_t c = s_u32(b);
         if (c == 0)
