@@ -983,6 +983,7 @@ int nerve_wire_encode_reaction(const nerve_reaction_t *r, msgpack_sbuffer *buf)
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
     uint8_t map = (uint8_t)(0x80 | (r->hops ? 9 : 8));
     int err = s_w_raw(buf, &map, 1);
+    _Static_assert(NERVE_WIRE_VERSION == 1, "the reaction encoder writes v: 1 as a literal");
     err = err || s_w_raw(buf, "\xa1v\x01", 3); /* v: NERVE_WIRE_VERSION */
     err = err || s_w_raw(buf, "\xa2id", 3) || s_w_id(buf, r->id);
     err = err || s_w_raw(buf, "\xa2" "fn", 3) || s_w_str(buf, r->fn, fn_len);
