@@ -84,29 +84,36 @@ static inline uint8_t *s_inline_val(entry_t *e)
     return e->key + ((e->klen + 7u) & ~7u);
 }
 
-/*  A slot of the table: the entry's address in the low 48 bits (all a
-    user-space address has on x86-64 and arm64) and the top 16 bits of its
-    hash above, so that a probe past other keys rarely touches their
-    entries; 0 is empty. Eight bytes a slot keep the table small enough to
-    stay in cache: it is read on every event. */
+/*  A slot of the table: the entry's address with 8 bits of its hash in
+    bits 48-55, so that a probe past other keys rarely touches their
+    entries; 0 is empty. Bits 48-55 of a user-space address are 0 on
+    x86-64 and arm64, and the top byte, where arm64 memory tagging (and
+    x86 LAM57) put a pointer's tag, is kept as it is. Eight bytes a slot
+    keep the table small enough to stay in cache: it is read on every
+    event. */
 typedef uint64_t slot_t;
 
-#define S_SLOT_PTR_BITS 48
-#define S_SLOT_PTR_MASK ((UINT64_C(1) << S_SLOT_PTR_BITS) - 1)
+#define S_SLOT_TAG_SHIFT 48
+#define S_SLOT_TAG_MASK  (UINT64_C(0xff) << S_SLOT_TAG_SHIFT)
 
 static inline entry_t *s_slot_entry(slot_t sl)
 {
-    return (entry_t *)(uintptr_t)(sl & S_SLOT_PTR_MASK);
+    return (entry_t *)(uintptr_t)(sl & ~S_SLOT_TAG_MASK);
 }
 
 static inline uint64_t s_slot_tag(uint64_t hash)
 {
-    return hash >> S_SLOT_PTR_BITS;
+    return hash >> 56; /* the bits the table index (the low ones) does not use */
+}
+
+static inline uint64_t s_slot_tag_of(slot_t sl)
+{
+    return (sl & S_SLOT_TAG_MASK) >> S_SLOT_TAG_SHIFT;
 }
 
 static inline slot_t s_slot_make(entry_t *e)
 {
-    return (s_slot_tag(e->hash) << S_SLOT_PTR_BITS) | (uint64_t)(uintptr_t)e;
+    return (s_slot_tag(e->hash) << S_SLOT_TAG_SHIFT) | (uint64_t)(uintptr_t)e;
 }
 
 typedef struct {
@@ -236,7 +243,7 @@ static entry_t *s_find(regstore_t *self, const uint8_t *key, size_t klen, uint64
         if (!sl)
             return NULL;
         entry_t *e = s_slot_entry(sl);
-        if ((sl >> S_SLOT_PTR_BITS) == s_slot_tag(hash) && e->hash == hash && e->klen == klen &&
+        if (s_slot_tag_of(sl) == s_slot_tag(hash) && e->hash == hash && e->klen == klen &&
             memcmp(e->key, key, klen) == 0)
             return self->last = e;
     }
@@ -318,12 +325,12 @@ static entry_t *s_entry_new(regstore_t *self, const uint8_t *key, size_t klen, u
     entry_t *e = malloc(sizeof *e + ((klen + 7) & ~(size_t)7) + vcap);
     if (!e)
         return NULL;
-    if ((uint64_t)(uintptr_t)e >> S_SLOT_PTR_BITS) {
-        /* Not seen on x86-64 or arm64 without memory tagging (glibc tags
-           heap pointers only when glibc.mem.tagging is set). */
+    if ((uint64_t)(uintptr_t)e & S_SLOT_TAG_MASK) {
+        /* A 57-bit address space (5-level paging) with an address above
+           2^48: Linux hands those out only to a process that asks. */
         NERVE_LOG_RL(&s_rl_address, NERVE_LOG_ERROR, S_LOG_ID,
-                     "%s: malloc returned an address above 48 bits (memory tagging?): "
-                     "register states cannot be cached",
+                     "%s: malloc returned an address using bits 48-55: register states "
+                     "cannot be cached",
                      self->dir);
         free(e);
         return NULL;
@@ -1024,7 +1031,7 @@ void regstore_prefetch_entry(regstore_t *self, uint64_t hash)
         slot_t sl = self->slots[i];
         if (!sl)
             return;
-        if ((sl >> S_SLOT_PTR_BITS) == s_slot_tag(hash)) {
+        if (s_slot_tag_of(sl) == s_slot_tag(hash)) {
             const char *e = (const char *)s_slot_entry(sl);
             __builtin_prefetch(e);
             __builtin_prefetch(e + 64);
