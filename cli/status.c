@@ -118,9 +118,13 @@ static void s_print_manager(const msgpack_object *st)
            cli_fmt_duration_ms(uptime * 1000, up, sizeof up),
            cli_get_bool(st, "insecure", false) ? "  (INSECURE: no CURVE)" : "");
     s_print_security(nerve_obj_get(st, "security"));
-    printf("  events     received %llu (%.1f/s)  accepted %llu  matched %llu  rejected %llu",
+    /* accepted counts the manager's own events too (injected: fired by
+       reactions, presence, reloads), so it can exceed received. */
+    printf("  events     received %llu (%.1f/s)  injected %llu  accepted %llu  matched %llu  "
+           "rejected %llu",
            (unsigned long long)cli_get_u64(ev, "received"),
            s_rate(cli_get_u64(ev, "received"), uptime),
+           (unsigned long long)cli_get_u64(ev, "injected"),
            (unsigned long long)cli_get_u64(ev, "accepted"),
            (unsigned long long)cli_get_u64(ev, "matched"),
            (unsigned long long)cli_get_u64(ev, "rejected"));
