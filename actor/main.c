@@ -11,6 +11,7 @@
 #include "actor.h"
 #include "config.h"
 
+#include <nerve/daemon.h>
 #include <nerve/log.h>
 
 #include <getopt.h>
@@ -274,19 +275,9 @@ int main(int argc, char **argv)
     };
     /* First pass: the config file, so flags can override it. */
     const char *config = NULL;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else if (c == 'h') {
-            s_usage(stdout);
-            return 0;
-        } else if (c == 'V') {
-            printf("nerve-actor %s\n", NERVE_VERSION);
-            return 0;
-        }
-    }
+    int c, done = nerve_daemon_first_pass(argc, argv, opts, "nerve-actor", s_usage, &config);
+    if (done >= 0)
+        return done;
     actor_config_t cfg;
     nerve_conf_error_t err;
     if (actor_config_defaults(&cfg) != 0 || actor_config_load(&cfg, config, &err) != 0) {
@@ -295,8 +286,6 @@ int main(int argc, char **argv)
         return 2;
     }
     bool groups_reset = false, modules_reset = false, check = false;
-    optind = 1;
-    opterr = 1;
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         int rc = s_flag(&cfg, c, optarg, &groups_reset, &modules_reset, &check);
         if (rc != 0) {

@@ -1,4 +1,5 @@
-/*  daemon.c — sd_notify's READY=1 without libsystemd (see daemon.h).
+/*  daemon.c — sd_notify's READY=1 without libsystemd, and the daemons'
+    shared first pass over their flags (see daemon.h).
 
     The notify protocol is a stable, documented datagram to a unix socket;
     an abstract socket name starts with '@'.
@@ -51,4 +52,26 @@ int nerve_daemon_ready(const char *status)
 int nerve_daemon_stopping(void)
 {
     return s_notify("STOPPING=1");
+}
+
+int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, const char *name,
+                            void (*usage)(FILE *out), const char **config)
+{
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        if (c == 'c') {
+            *config = optarg;
+        } else if (c == 'h') {
+            usage(stdout);
+            return 0;
+        } else if (c == 'V') {
+            printf("%s %s\n", name, NERVE_VERSION);
+            return 0;
+        }
+    }
+    optind = 1;
+    opterr = 1;
+    return -1;
 }

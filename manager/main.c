@@ -105,19 +105,9 @@ int main(int argc, char **argv)
     };
     /* First pass: the config file, so flags can override it. */
     const char *config = NULL;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else if (c == 'h') {
-            s_usage(stdout);
-            return 0;
-        } else if (c == 'V') {
-            printf("nerve-manager %s\n", NERVE_VERSION);
-            return 0;
-        }
-    }
+    int c, done = nerve_daemon_first_pass(argc, argv, opts, "nerve-manager", s_usage, &config);
+    if (done >= 0)
+        return done;
     manager_config_t cfg;
     nerve_conf_error_t err;
     if (manager_config_defaults(&cfg) != 0 || manager_config_load(&cfg, config, &err) != 0) {
@@ -126,8 +116,6 @@ int main(int argc, char **argv)
         return 2;
     }
     bool check = false, modules_reset = false;
-    optind = 1;
-    opterr = 1;
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': break;

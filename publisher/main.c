@@ -135,19 +135,9 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
-        if (c == 'c')
-            config = optarg;
-        else if (c == 'h') {
-            s_usage(stdout);
-            return 0;
-        } else if (c == 'V') {
-            printf("nerve-publisher %s\n", NERVE_VERSION);
-            return 0;
-        }
-    }
+    int c, done = nerve_daemon_first_pass(argc, argv, opts, "nerve-publisher", s_usage, &config);
+    if (done >= 0)
+        return done;
     relay_config_t cfg;
     nerve_conf_error_t err;
     if (s_defaults(&cfg) != 0 || s_load(&cfg, config, &err) != 0) {
@@ -155,8 +145,6 @@ int main(int argc, char **argv)
         s_free(&cfg);
         return 2;
     }
-    optind = 1;
-    opterr = 1;
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': break;

@@ -189,19 +189,9 @@ static void s_reload(int argc, char **argv, flags_t *flags, beacond_t **running)
 int main(int argc, char **argv)
 {
     flags_t flags = {0};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:hV", s_opts, NULL)) != -1) {
-        if (c == 'c')
-            flags.config = optarg;
-        else if (c == 'h') {
-            s_usage(stdout);
-            return 0;
-        } else if (c == 'V') {
-            printf("nerve-beacond %s\n", NERVE_VERSION);
-            return 0;
-        }
-    }
+    int done = nerve_daemon_first_pass(argc, argv, s_opts, "nerve-beacond", s_usage, &flags.config);
+    if (done >= 0)
+        return done;
     beacond_config_t cfg;
     if (s_load(argc, argv, &flags, &cfg) != 0) {
         beacond_config_free(&cfg);

@@ -1,4 +1,6 @@
-/*  nerve/daemon.h — telling the service manager a daemon is ready.
+/*  nerve/daemon.h — what every nerve daemon does the same way: telling
+    the service manager it is ready, and the first pass over its command
+    line.
 
     nerve's systemd units are Type=notify: each daemon calls
     nerve_daemon_ready() once its sockets are bound and its rules or config
@@ -8,6 +10,9 @@
 */
 #ifndef NERVE_DAEMON_H
 #define NERVE_DAEMON_H
+
+#include <getopt.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,6 +25,18 @@ int nerve_daemon_ready(const char *status);
 
 /*  Sends STOPPING=1. */
 int nerve_daemon_stopping(void);
+
+/*  The first pass over a daemon's command line, before its config file is
+    read (flags given then override the file's keys in a second pass):
+    sets *config to -c/--config's FILE (left alone when absent), answers
+    -h/--help with usage(stdout) and -V/--version with "NAME VERSION".
+    Other options are skipped silently here; the second pass reports
+    them. `opts` is the daemon's getopt_long table, short options "c:hV".
+
+    Returns -1 to go on, with getopt reset for the second pass (optind 1,
+    opterr 1), or 0 after -h or -V: the exit code. */
+int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, const char *name,
+                            void (*usage)(FILE *out), const char **config);
 
 #ifdef __cplusplus
 }
