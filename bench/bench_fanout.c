@@ -816,18 +816,6 @@ static size_t s_actors_stop(bench_t *self, uint64_t *received, uint64_t *run, ui
 
 /* ------------------------------------------------------------------- main */
 
-static int s_write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0) {
-        if (f)
-            fclose(f);
-        fprintf(stderr, "bench_fanout: cannot write %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return fclose(f) == 0 ? 0 : -1;
-}
-
 static int s_write_configs(const char *dir, const char *build, int events_port, int pub_port)
 {
     char path[PATH_MAX], text[4096];
@@ -866,31 +854,7 @@ static int s_write_configs(const char *dir, const char *build, int events_port, 
                      "              level: debug\n"
                      "              message: 'fan-out from {{event.host}}: {{value}}'\n") != 0)
         return -1;
-    snprintf(path, sizeof path, "%s/manager.yaml", dir);
-    snprintf(text, sizeof text,
-             "# one machine: loopback TCP without CURVE, as the raw case\n"
-             "events: tcp://127.0.0.1:%d\n"
-             "publisher: ipc://%s/run/publisher.sock\n"
-             "control: ipc://%s/run/control.sock\n"
-             "tap: ipc://%s/run/tap.sock\n"
-             "rules: %s/rules\n"
-             "data: %s/data\n"
-             "modules: [%s/modules]\n"
-             "log_level: warn\n"
-             "security:\n  insecure: true\n",
-             events_port, dir, dir, dir, dir, dir, build);
-    if (s_write_file(path, text) != 0)
-        return -1;
-    snprintf(path, sizeof path, "%s/publisher.yaml", dir);
-    snprintf(text, sizeof text,
-             "input: ipc://%s/run/publisher.sock\n"
-             "output: tcp://127.0.0.1:%d\n"
-             "control: ipc://%s/run/publisher-control.sock\n"
-             "hwm: %d\n"
-             "log_level: warn\n"
-             "security:\n  insecure: true\n",
-             dir, pub_port, dir, S_HWM);
-    if (s_write_file(path, text) != 0)
+    if (s_write_daemon_configs(dir, build, events_port, pub_port, S_HWM) != 0)
         return -1;
     snprintf(path, sizeof path, "%s/actor.yaml", dir);
     snprintf(text, sizeof text,

@@ -264,4 +264,57 @@ static int s_wait_ready(void *dealer, daemon_t *d, reply_t *out, int ready_ms,
     }
 }
 
+/* ----------------------------------------------------------------- configs */
+
+static int s_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0) {
+        if (f)
+            fclose(f);
+        fprintf(stderr, BENCH_NAME ": cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/*  dir/manager.yaml and dir/publisher.yaml for one machine: events on
+    loopback TCP port events_port without CURVE (as the raw sides), IPC
+    between the daemons under dir/run, the publisher's output on pub_port,
+    rules in dir/rules, modules from build/modules. hwm 0 keeps the
+    publisher's default. */
+__attribute__((unused)) /* bench_manager runs its daemons on flags */
+static int s_write_daemon_configs(const char *dir, const char *build, int events_port, int pub_port,
+                                  int hwm)
+{
+    char path[PATH_MAX], text[4096], hwm_line[32] = "";
+    snprintf(path, sizeof path, "%s/manager.yaml", dir);
+    snprintf(text, sizeof text,
+             "# one machine: loopback TCP without CURVE, as the raw side\n"
+             "events: tcp://127.0.0.1:%d\n"
+             "publisher: ipc://%s/run/publisher.sock\n"
+             "control: ipc://%s/run/control.sock\n"
+             "tap: ipc://%s/run/tap.sock\n"
+             "rules: %s/rules\n"
+             "data: %s/data\n"
+             "modules: [%s/modules]\n"
+             "log_level: warn\n"
+             "security:\n  insecure: true\n",
+             events_port, dir, dir, dir, dir, dir, build);
+    if (s_write_file(path, text) != 0)
+        return -1;
+    if (hwm > 0)
+        snprintf(hwm_line, sizeof hwm_line, "hwm: %d\n", hwm);
+    snprintf(path, sizeof path, "%s/publisher.yaml", dir);
+    snprintf(text, sizeof text,
+             "input: ipc://%s/run/publisher.sock\n"
+             "output: tcp://127.0.0.1:%d\n"
+             "control: ipc://%s/run/publisher-control.sock\n"
+             "%s"
+             "log_level: warn\n"
+             "security:\n  insecure: true\n",
+             dir, pub_port, dir, hwm_line);
+    return s_write_file(path, text);
+}
+
 #endif
