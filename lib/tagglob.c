@@ -123,35 +123,12 @@ static int s_parse_tag(const char *tag, size_t len, s_seg_t *segs)
     }
 }
 
-/*  '*' within one segment: any run of bytes, possibly empty. */
-static bool s_glob_seg(const char *pat, size_t plen, const char *text, size_t tlen)
-{
-    size_t p = 0, t = 0, star_p = SIZE_MAX, star_t = 0;
-    while (t < tlen) {
-        if (p < plen && pat[p] == '*') {
-            star_p = ++p;
-            star_t = t;
-        } else if (p < plen && pat[p] == text[t]) {
-            p++;
-            t++;
-        } else if (star_p != SIZE_MAX) {
-            p = star_p;
-            t = ++star_t;
-        } else {
-            return false;
-        }
-    }
-    while (p < plen && pat[p] == '*')
-        p++;
-    return p == plen;
-}
-
 static bool s_seg_match(const s_seg_t *g, const s_seg_t *t)
 {
     switch (g->kind) {
     case S_LITERAL: return g->len == t->len && memcmp(g->p, t->p, t->len) == 0;
     case S_STAR: return t->len > 0;
-    case S_GLOB: return s_glob_seg(g->p, g->len, t->p, t->len);
+    case S_GLOB: return nerve_tagglob_segment(g->p, g->len, t->p, t->len);
     case S_DSTAR: break;
     }
     return false;

@@ -24,6 +24,7 @@
 #include "tag_index.h"
 
 #include <nerve/log.h>
+#include <nerve/tagglob.h>
 #include <nerve/wire.h>
 
 #include <stdbool.h>
@@ -187,31 +188,6 @@ static int s_table_insert(s_table_t *table, node_t *child)
     s_table_place(table->slots, table->cap, child);
     table->count++;
     return 0;
-}
-
-// '*' matches any run of bytes, possibly empty. Greedy with one backtrack
-// point (the last star): no recursion, at most len(pat) * len(text) steps,
-// and both are at most 255 bytes.
-static bool s_glob_match(const char *pat, size_t plen, const char *text, size_t tlen)
-{
-    size_t p = 0, t = 0, star_p = SIZE_MAX, star_t = 0;
-    while (t < tlen) {
-        if (p < plen && pat[p] == '*') {
-            star_p = ++p;
-            star_t = t;
-        } else if (p < plen && pat[p] == text[t]) {
-            p++;
-            t++;
-        } else if (star_p != SIZE_MAX) {
-            p = star_p;
-            t = ++star_t;
-        } else {
-            return false;
-        }
-    }
-    while (p < plen && pat[p] == '*')
-        p++;
-    return p == plen;
 }
 
 // Splits and checks a glob. In-segment globs are written to `buf` with runs
@@ -506,7 +482,7 @@ static void s_enter_prefixed(s_scratch_t *s, node_t **set, size_t *n, const node
                 node_t *glob = node->prefixed.slots[i];
                 if (glob->hash == hash && glob->prefix_len == len &&
                     memcmp(glob->seg, seg, len) == 0 &&
-                    s_glob_match(glob->seg + len, glob->seg_len - len, seg + len, seglen - len))
+                    nerve_tagglob_segment(glob->seg + len, glob->seg_len - len, seg + len, seglen - len))
                     s_enter(s, set, n, glob);
             }
         }
@@ -587,7 +563,7 @@ size_t tag_index_match(const tag_index_t *self, const char *tag, size_t len, uin
             if (node->prefixed.count)
                 s_enter_prefixed(s, next, &nnext, node, p, seglen);
             for (uint32_t g = 0; g < node->glob_count; g++)
-                if (s_glob_match(node->globs[g]->seg, node->globs[g]->seg_len, p, seglen))
+                if (nerve_tagglob_segment(node->globs[g]->seg, node->globs[g]->seg_len, p, seglen))
                     s_enter(s, next, &nnext, node->globs[g]);
         }
         node_t **swap = cur;

@@ -52,6 +52,34 @@ bool nerve_tagglob_match(const char *glob, const char *tag, size_t len);
 // for NULL or for a glob that starts with a wildcard segment ("/**").
 size_t nerve_tagglob_prefix_len(const char *glob);
 
+// True if `text` (tlen bytes) matches the in-segment glob `pat` (plen
+// bytes): each '*' any run of bytes, possibly empty; every other byte
+// itself. Neither is a whole tag: the caller has split on '/'. Greedy
+// with one backtrack point (the last star): no recursion, at most
+// plen × tlen steps. Inline because the tag index runs it per candidate.
+static inline bool nerve_tagglob_segment(const char *pat, size_t plen, const char *text,
+                                         size_t tlen)
+{
+    size_t p = 0, t = 0, star_p = (size_t)-1, star_t = 0;
+    while (t < tlen) {
+        if (p < plen && pat[p] == '*') {
+            star_p = ++p;
+            star_t = t;
+        } else if (p < plen && pat[p] == text[t]) {
+            p++;
+            t++;
+        } else if (star_p != (size_t)-1) {
+            p = star_p;
+            t = ++star_t;
+        } else {
+            return false;
+        }
+    }
+    while (p < plen && pat[p] == '*')
+        p++;
+    return p == plen;
+}
+
 #ifdef __cplusplus
 }
 #endif
