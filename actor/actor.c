@@ -264,43 +264,12 @@ static void s_handle(actor_t *self, const nerve_frame_t *frames, size_t n)
     s_dispatch(self, &r);
 }
 
-/*  Reads one multipart message without waiting: up to `max` frames kept,
-    the count of all in *n. -1 when nothing was waiting. */
-static int s_recv(void *sock, zmq_msg_t *parts, size_t max, size_t *n)
-{
-    *n = 0;
-    int flags = ZMQ_DONTWAIT;
-    for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, flags) < 0) {
-            zmq_msg_close(&m);
-            return *n ? 0 : -1;
-        }
-        bool more = zmq_msg_more(&m);
-        if (*n < max)
-            parts[*n] = m;
-        else
-            zmq_msg_close(&m);
-        (*n)++;
-        if (!more)
-            return 0;
-        flags = 0;
-    }
-}
-
-static void s_close_parts(zmq_msg_t *parts, size_t n, size_t max)
-{
-    for (size_t i = 0; i < n && i < max; i++)
-        zmq_msg_close(&parts[i]);
-}
-
 static void s_on_reaction(actor_t *self)
 {
     for (int i = 0; i < BATCH && self->sub; i++) {
         zmq_msg_t parts[3];
         size_t n;
-        if (s_recv(self->sub, parts, 3, &n) != 0)
+        if (nerve_wire_recv_parts(self->sub, parts, 3, &n, ZMQ_DONTWAIT) != 0)
             return;
         nerve_frame_t frames[3];
         for (size_t j = 0; j < n && j < 3; j++) {
@@ -308,7 +277,7 @@ static void s_on_reaction(actor_t *self)
             frames[j].size = zmq_msg_size(&parts[j]);
         }
         s_handle(self, frames, n);
-        s_close_parts(parts, n, 3);
+        nerve_wire_close_parts(parts, n, 3);
     }
 }
 
@@ -319,7 +288,7 @@ static void s_on_inbox(actor_t *self)
     for (int i = 0; i < BATCH; i++) {
         zmq_msg_t parts[4];
         size_t n;
-        if (s_recv(self->inbox, parts, 4, &n) != 0)
+        if (nerve_wire_recv_parts(self->inbox, parts, 4, &n, ZMQ_DONTWAIT) != 0)
             return;
         const char *kind = zmq_msg_data(&parts[0]);
         size_t klen = zmq_msg_size(&parts[0]);
@@ -337,7 +306,7 @@ static void s_on_inbox(actor_t *self)
             s_send(self, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), zmq_msg_data(&parts[3]),
                    zmq_msg_size(&parts[3]));
         }
-        s_close_parts(parts, n, 4);
+        nerve_wire_close_parts(parts, n, 4);
     }
 }
 
@@ -694,7 +663,7 @@ static void s_on_monitor(actor_t *self, link_t *link)
     while (link->monitor) {
         zmq_msg_t parts[2];
         size_t n;
-        if (s_recv(link->monitor, parts, 2, &n) != 0)
+        if (nerve_wire_recv_parts(link->monitor, parts, 2, &n, ZMQ_DONTWAIT) != 0)
             return;
         uint16_t event = 0;
         uint32_t value = 0;
@@ -702,7 +671,7 @@ static void s_on_monitor(actor_t *self, link_t *link)
             memcpy(&event, zmq_msg_data(&parts[0]), 2);
             memcpy(&value, (const uint8_t *)zmq_msg_data(&parts[0]) + 2, 4);
         }
-        s_close_parts(parts, n, 2);
+        nerve_wire_close_parts(parts, n, 2);
         uint64_t now = nerve_clock_mono_ms();
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             if (!link->up)

@@ -10,6 +10,7 @@
 
 #include <nerve/log.h>
 #include <nerve/value.h>
+#include <nerve/wire.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -475,25 +476,11 @@ void control_handle(server_t *srv)
     for (int round = 0; round < 64; round++) {
         /* [identity] [""]? [verb] [args] */
         zmq_msg_t parts[5];
-        size_t n = 0;
-        int flags = ZMQ_DONTWAIT;
-        bool more = true;
-        while (more) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, srv->control, flags) < 0) {
-                zmq_msg_close(&m);
-                break;
-            }
-            more = zmq_msg_more(&m);
-            flags = 0;
-            if (n < 5)
-                parts[n++] = m;
-            else
-                zmq_msg_close(&m);
-        }
-        if (n == 0)
+        size_t n;
+        if (nerve_wire_recv_parts(srv->control, parts, 5, &n, ZMQ_DONTWAIT) != 0)
             return;
+        if (n > 5) /* frames past the fifth were dropped */
+            n = 5;
         srv->counters.control_requests++;
         size_t nenv = (n >= 2 && zmq_msg_size(&parts[1]) == 0) ? 2 : 1;
         msgpack_sbuffer body;

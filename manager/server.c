@@ -144,36 +144,6 @@ static void s_tap_send(server_t *self, const void *f1, size_t n1, const void *f2
         zmq_send(self->tap, f2, n2, ZMQ_DONTWAIT);
 }
 
-/*  Reads one multipart message: up to `max` frames kept, the count of all
-    frames in *n. Returns 0, or -1 when nothing was waiting. */
-static int s_recv_multipart(void *sock, zmq_msg_t *parts, size_t max, size_t *n, int flags)
-{
-    *n = 0;
-    for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, flags) < 0) {
-            zmq_msg_close(&m);
-            return *n ? 0 : -1;
-        }
-        bool more = zmq_msg_more(&m);
-        if (*n < max)
-            parts[*n] = m;
-        else
-            zmq_msg_close(&m);
-        (*n)++;
-        if (!more)
-            return 0;
-        flags = 0;
-    }
-}
-
-static void s_close_parts(zmq_msg_t *parts, size_t n, size_t max)
-{
-    for (size_t i = 0; i < n && i < max; i++)
-        zmq_msg_close(&parts[i]);
-}
-
 static void s_emit_internal(server_t *self, const char *tag, const msgpack_sbuffer *data);
 
 /* --------------------------------------------------------------- reactions */
@@ -523,7 +493,7 @@ static size_t s_read_group(server_t *self, grouped_t *g, int budget, int *taken,
     *drained = false;
     while (k < SERVER_GROUP && *taken < budget) {
         grouped_t *x = &g[k];
-        if (s_recv_multipart(self->events, x->parts, 3, &x->n, ZMQ_DONTWAIT) != 0) {
+        if (nerve_wire_recv_parts(self->events, x->parts, 3, &x->n, ZMQ_DONTWAIT) != 0) {
             *drained = true;
             break;
         }
@@ -533,7 +503,7 @@ static size_t s_read_group(server_t *self, grouped_t *g, int budget, int *taken,
         if (!server_peer_allowed(self, &x->parts[0], self->events_curve)) {
             self->counters.rejected++;
             self->counters.rejected_unauthorized++;
-            s_close_parts(x->parts, x->n, 3);
+            nerve_wire_close_parts(x->parts, x->n, 3);
             continue;
         }
         nerve_frame_t frames[3];
@@ -545,7 +515,7 @@ static size_t s_read_group(server_t *self, grouped_t *g, int budget, int *taken,
             nerve_wire_decode_event(self->group_decoder[k], frames, x->n, &x->ev);
         if (reason != NERVE_WIRE_OK) {
             s_reject(self, reason);
-            s_close_parts(x->parts, x->n, 3);
+            nerve_wire_close_parts(x->parts, x->n, 3);
             continue;
         }
         x->frames[0] = frames[0];
@@ -581,7 +551,7 @@ static void s_on_events(server_t *self)
             if (decided++ % RECV_CLOCK_EVERY == 0)
                 now_ns = nerve_clock_wall_ns();
             s_accept(self, &g[i].ev, &g[i].match, g[i].frames, g[i].parts, now_ns);
-            s_close_parts(g[i].parts, g[i].n, 3);
+            nerve_wire_close_parts(g[i].parts, g[i].n, 3);
             if (self->metrics)
                 nerve_histo_observe(&self->latency,
                                     (double)(nerve_clock_mono_ns() - g[i].read_ns) / 1e9);
@@ -609,7 +579,7 @@ static void s_on_inject(server_t *self)
     for (int i = 0; i < BATCH; i++) {
         zmq_msg_t parts[4];
         size_t n;
-        if (s_recv_multipart(self->inject, parts, 4, &n, ZMQ_DONTWAIT) != 0)
+        if (nerve_wire_recv_parts(self->inject, parts, 4, &n, ZMQ_DONTWAIT) != 0)
             break;
         const char *kind = n ? zmq_msg_data(&parts[0]) : "";
         size_t klen = n ? zmq_msg_size(&parts[0]) : 0;
@@ -624,7 +594,7 @@ static void s_on_inject(server_t *self)
         } else if (n == 4 && klen == 6 && memcmp(kind, "regset", 6) == 0) {
             s_apply_regset(self, parts);
         }
-        s_close_parts(parts, n, 4);
+        nerve_wire_close_parts(parts, n, 4);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <nerve/log.h>
 #include <nerve/metrics.h>
 #include <nerve/paths.h>
+#include <nerve/wire.h>
 
 #include <errno.h>
 #include <msgpack.h>
@@ -191,25 +192,8 @@ static void s_on_input(relay_t *self)
 {
     for (int i = 0; i < BATCH; i++) {
         zmq_msg_t frames[2];
-        size_t n = 0;
-        int flags = ZMQ_DONTWAIT;
-        bool more = true;
-        while (more) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, self->input, flags) < 0) {
-                zmq_msg_close(&m);
-                break;
-            }
-            more = zmq_msg_more(&m);
-            flags = 0;
-            if (n < 2)
-                frames[n] = m;
-            else
-                zmq_msg_close(&m);
-            n++;
-        }
-        if (n == 0)
+        size_t n;
+        if (nerve_wire_recv_parts(self->input, frames, 2, &n, ZMQ_DONTWAIT) != 0)
             return;
         if (self->input_curve && n >= 1 &&
             !nerve_zap_allowed(self->zap, zmq_msg_gets(&frames[0], "User-Id"))) {
@@ -224,8 +208,7 @@ static void s_on_input(relay_t *self)
             NERVE_LOG_RL(&s_rl, NERVE_LOG_WARN, "publisher",
                          "dropped a message of %zu frames (reactions have 2)", n);
         }
-        for (size_t j = 0; j < n && j < 2; j++)
-            zmq_msg_close(&frames[j]);
+        nerve_wire_close_parts(frames, n, 2);
     }
 }
 

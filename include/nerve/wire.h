@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zmq.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -130,6 +131,18 @@ typedef struct nerve_reaction {
 
 /*  Decoder: owns the zone that decoded values point into. */
 typedef struct nerve_wire_decoder nerve_wire_decoder_t;
+
+/*  Reads one multipart message from a ZeroMQ socket: its first `max`
+    frames into parts (each to be closed by the caller, with
+    nerve_wire_close_parts()), the rest read and dropped, and the count of
+    all its frames into *n, so a message with too many frames can be told
+    and refused. `flags` applies to the first frame (ZMQ_DONTWAIT: return
+    at once when nothing waits); the others are part of the same message.
+    Returns 0, or -1 when no message was read (errno as zmq_msg_recv's). */
+int nerve_wire_recv_parts(void *socket, zmq_msg_t *parts, size_t max, size_t *n, int flags);
+
+/*  Closes the frames nerve_wire_recv_parts() kept (min(n, max) of them). */
+void nerve_wire_close_parts(zmq_msg_t *parts, size_t n, size_t max);
 
 /*  Returns a new decoder, or NULL on OOM. */
 nerve_wire_decoder_t *nerve_wire_decoder_new(void);

@@ -1616,6 +1616,39 @@ static void test_result_event_refuses_bad_host_and_fn(void **state)
     msgpack_sbuffer_destroy(&scratch);
 }
 
+/*  nerve_wire_recv_parts keeps the first max frames, reads and drops the
+    rest of the message, counts them all, and returns -1 when nothing
+    waits; the next message starts clean. */
+static void test_recv_parts_keeps_max_frames_and_counts_all(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    void *a = zmq_socket(ctx, ZMQ_PAIR), *b = zmq_socket(ctx, ZMQ_PAIR);
+    assert_int_equal(zmq_bind(a, "inproc://recv-parts"), 0);
+    assert_int_equal(zmq_connect(b, "inproc://recv-parts"), 0);
+    zmq_msg_t parts[2];
+    size_t n = 99;
+    assert_int_equal(nerve_wire_recv_parts(a, parts, 2, &n, ZMQ_DONTWAIT), -1);
+    assert_int_equal(n, 0);
+    zmq_send(b, "one", 3, ZMQ_SNDMORE);
+    zmq_send(b, "two", 3, ZMQ_SNDMORE);
+    zmq_send(b, "three", 5, 0);
+    zmq_send(b, "next", 4, 0);
+    assert_int_equal(nerve_wire_recv_parts(a, parts, 2, &n, 0), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(zmq_msg_size(&parts[0]), 3);
+    assert_memory_equal(zmq_msg_data(&parts[0]), "one", 3);
+    assert_memory_equal(zmq_msg_data(&parts[1]), "two", 3);
+    nerve_wire_close_parts(parts, n, 2);
+    assert_int_equal(nerve_wire_recv_parts(a, parts, 2, &n, 0), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(zmq_msg_data(&parts[0]), "next", 4);
+    nerve_wire_close_parts(parts, n, 2);
+    zmq_close(a);
+    zmq_close(b);
+    zmq_ctx_term(ctx);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
@@ -1689,6 +1722,7 @@ int main(void)
         T(test_encode_event_refuses_data_nested_deeper_than_decoders_parse),
         T(test_encode_reaction_refuses_args_nested_deeper_than_decoders_parse),
         T(test_encode_reaction_bytes_equal_msgpack_c_packer),
+        T(test_recv_parts_keeps_max_frames_and_counts_all),
         T(test_encode_event_refuses_payload_over_max),
         T(test_encode_reaction_refuses_bad_fields),
         T(test_encode_clears_the_buffer_first),
