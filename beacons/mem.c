@@ -16,26 +16,9 @@
 
 #define S_FN "beacons.mem.usage"
 
-typedef struct mem_state {
-    char proc[PATH_MAX];
-} mem_state_t;
-
 static int s_prepare(const msgpack_object *params, void **prepared, char *err, size_t errsize)
 {
-    static const char *const keys[] = {"proc", NULL};
-    mem_state_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NERVE_ENOMEM;
-    int rc = probe_check_keys(params, keys, S_FN, err, errsize);
-    rc = rc ? rc
-            : probe_param_str(params, "proc", "/proc", self->proc, sizeof self->proc - 16, NULL,
-                              S_FN, err, errsize);
-    if (rc != 0) {
-        free(self);
-        return rc;
-    }
-    *prepared = self;
-    return 0;
+    return probe_prepare_proc_root(params, prepared, S_FN, err, errsize);
 }
 
 static void s_release(void *prepared)
@@ -49,7 +32,7 @@ static const char *const s_keys[S_COUNT] = {"MemTotal", "MemAvailable", "MemFree
 
 static int s_usage(nerve_beacon_call_t *call)
 {
-    mem_state_t *self = call->prepared;
+    probe_proc_root_t *self = call->prepared;
     char path[PATH_MAX], text[8192];
     if (probe_read_file(self->proc, "meminfo", path, sizeof path, text, sizeof text) < 0)
         return probe_fail(call, NERVE_EIO, "%s: %s", path, strerror(errno));

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -184,6 +185,32 @@ static inline int probe_param_duration(const msgpack_object *params, const char 
         return NERVE_EINVAL;
     }
     *out_ms = ms;
+    return 0;
+}
+
+/*  The state of a probe whose only param is `proc` (default "/proc"): the
+    root it reads its files under, so tests can point it at a fixture. */
+typedef struct probe_proc_root {
+    char proc[PATH_MAX];
+} probe_proc_root_t;
+
+/*  prepare() for such a probe (`fn` names it in errors); free() releases. */
+static inline int probe_prepare_proc_root(const msgpack_object *params, void **prepared,
+                                          const char *fn, char *err, size_t errsize)
+{
+    static const char *const keys[] = {"proc", NULL};
+    probe_proc_root_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NERVE_ENOMEM;
+    int rc = probe_check_keys(params, keys, fn, err, errsize);
+    rc = rc ? rc
+            : probe_param_str(params, "proc", "/proc", self->proc, sizeof self->proc - 16, NULL,
+                              fn, err, errsize);
+    if (rc != 0) {
+        free(self);
+        return rc;
+    }
+    *prepared = self;
     return 0;
 }
 
