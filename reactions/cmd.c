@@ -39,29 +39,29 @@ static int s_argv(nerve_reaction_call_t *call, char ***out, size_t *count)
 {
     const msgpack_object *a = nerve_obj_get(call->args, "argv");
     if (!a || a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size == 0)
-        return spawn_say(call, NERVE_EINVAL,
+        return nerve_reaction_say(call, NERVE_EINVAL,
                          "cmd.run needs 'argv': a list of strings, the first an absolute path");
     uint32_t n = a->via.array.size;
     if (n > ARGV_MAX)
-        return spawn_say(call, NERVE_EINVAL, "cmd.run: argv has %u items (at most %d)", n,
+        return nerve_reaction_say(call, NERVE_EINVAL, "cmd.run: argv has %u items (at most %d)", n,
                          ARGV_MAX);
     char **argv = calloc((size_t)n + 1, sizeof *argv);
     if (!argv)
-        return spawn_say(call, NERVE_ENOMEM, "cmd.run: out of memory");
+        return nerve_reaction_say(call, NERVE_ENOMEM, "cmd.run: out of memory");
     for (uint32_t i = 0; i < n; i++) {
         const char *s;
         size_t len;
         if (!nerve_obj_str(&a->via.array.ptr[i], &s, &len)) {
             s_free_argv(argv, i);
-            return spawn_say(call, NERVE_EINVAL, "cmd.run: argv[%u] is not a string", i);
+            return nerve_reaction_say(call, NERVE_EINVAL, "cmd.run: argv[%u] is not a string", i);
         }
         if (memchr(s, '\0', len)) {
             s_free_argv(argv, i);
-            return spawn_say(call, NERVE_EINVAL, "cmd.run: argv[%u] contains a NUL byte", i);
+            return nerve_reaction_say(call, NERVE_EINVAL, "cmd.run: argv[%u] contains a NUL byte", i);
         }
         if (!(argv[i] = strndup(s, len))) {
             s_free_argv(argv, i);
-            return spawn_say(call, NERVE_ENOMEM, "cmd.run: out of memory");
+            return nerve_reaction_say(call, NERVE_ENOMEM, "cmd.run: out of memory");
         }
     }
     *out = argv;
@@ -76,9 +76,9 @@ static int s_run(nerve_reaction_call_t *call)
     int rc = s_argv(call, &argv, &argc);
     if (rc != 0)
         return rc;
-    if (!SPAWN_API_HAS(call->api, allowed) ||
+    if (!NERVE_API_HAS(call->api, allowed) ||
         call->api->allowed(call->host, "commands", argv[0]) != 0) {
-        rc = spawn_say(call, NERVE_EPERM,
+        rc = nerve_reaction_say(call, NERVE_EPERM,
                        "not allowed: '%.300s' is not in this actor's allow.commands (an exact "
                        "absolute path); nothing was run",
                        argv[0]);
@@ -93,7 +93,7 @@ static int s_run(nerve_reaction_call_t *call)
     spawn_env_t env;
     if ((rc = spawn_env_build(&env, call)) != 0) {
         s_free_argv(argv, argc);
-        return spawn_say(call, rc, "cmd.run: cannot build the environment: %s", nerve_strerror(rc));
+        return nerve_reaction_say(call, rc, "cmd.run: cannot build the environment: %s", nerve_strerror(rc));
     }
     spawn_outcome_t o;
     rc = spawn_run(call, argv, env.vars, timeout_ms, &o);

@@ -21,28 +21,6 @@
 
 #include <nerve/module.h>
 
-#define S_API_HAS(api, member)                                                                     \
-    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
-     (api)->member)
-
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*  Writes the reaction's output (truncated to output_cap) and returns rc;
-    a failure also becomes the result's rc. */
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-{
-    call->rc = rc;
-    if (!call->output || call->output_cap == 0)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(call->output, call->output_cap, fmt, ap);
-    va_end(ap);
-    call->output_len = n < 0 ? 0 : (size_t)n < call->output_cap ? (size_t)n : call->output_cap - 1;
-    return rc;
-}
-
 /*  Copies the `tag` arg into buf and checks it. Returns 0, or a negative
     nerve_err with a reason in why. A template is accepted unchecked when
     `templates` is set (at load time, before rendering). */
@@ -89,18 +67,18 @@ static int s_fire_event(nerve_reaction_call_t *call)
     char why[256];
     int rc = s_tag(call->args, false, tag, sizeof tag, why, sizeof why);
     if (rc != 0)
-        return s_say(call, rc, "%s", why);
+        return nerve_reaction_say(call, rc, "%s", why);
     static const msgpack_object empty = {.type = MSGPACK_OBJECT_MAP};
     const msgpack_object *data = nerve_obj_get(call->args, "data");
     if (!data)
         data = &empty;
-    if (!S_API_HAS(call->api, emit))
-        return s_say(call, NERVE_ESTATE, "fire_event: this daemon cannot emit events");
+    if (!NERVE_API_HAS(call->api, emit))
+        return nerve_reaction_say(call, NERVE_ESTATE, "fire_event: this daemon cannot emit events");
     rc = call->api->emit(call->host, tag, data);
     if (rc != 0)
-        return s_say(call, rc < 0 ? rc : NERVE_EMODULE, "fire_event %s failed: %s", tag,
+        return nerve_reaction_say(call, rc < 0 ? rc : NERVE_EMODULE, "fire_event %s failed: %s", tag,
                      nerve_strerror(rc));
-    return s_say(call, 0, "fired %s", tag);
+    return nerve_reaction_say(call, 0, "fired %s", tag);
 }
 
 static const nerve_module_fn_t s_functions[] = {

@@ -35,26 +35,6 @@
 
 #include <nerve/module.h>
 
-#define S_API_HAS(api, member)                                                                     \
-    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
-     (api)->member)
-
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-{
-    call->rc = rc;
-    if (!call->output || call->output_cap == 0)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(call->output, call->output_cap, fmt, ap);
-    va_end(ap);
-    call->output_len = n < 0 ? 0 : (size_t)n < call->output_cap ? (size_t)n : call->output_cap - 1;
-    return rc;
-}
-
 /*  Parses octal digits (1-4 of them, after an optional "0o"). */
 static bool s_octal(const char *s, size_t n, unsigned *out)
 {
@@ -82,20 +62,20 @@ static int s_mode(nerve_reaction_call_t *call, mode_t *out)
     size_t n;
     if (m && nerve_obj_str(m, &s, &n)) {
         if (!s_octal(s, n, &v))
-            return s_say(call, NERVE_EINVAL, "file.write: mode '%.*s' is not octal (e.g. 0644)",
+            return nerve_reaction_say(call, NERVE_EINVAL, "file.write: mode '%.*s' is not octal (e.g. 0644)",
                          (int)(n > 20 ? 20 : n), s);
     } else if (m && m->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         char digits[24];
         int len = snprintf(digits, sizeof digits, "%llu", (unsigned long long)m->via.u64);
         if (!s_octal(digits, (size_t)len, &v))
-            return s_say(call, NERVE_EINVAL,
+            return nerve_reaction_say(call, NERVE_EINVAL,
                          "file.write: mode %s is not written with octal digits (e.g. 0644)",
                          digits);
     } else if (m) {
-        return s_say(call, NERVE_EINVAL, "file.write: mode must be octal, like 0644 or \"0640\"");
+        return nerve_reaction_say(call, NERVE_EINVAL, "file.write: mode must be octal, like 0644 or \"0640\"");
     }
     if (v & ~0777u)
-        return s_say(call, NERVE_EPERM,
+        return nerve_reaction_say(call, NERVE_EPERM,
                      "file.write: mode %04o refused: setuid, setgid and sticky bits are not "
                      "allowed",
                      v);
@@ -186,31 +166,31 @@ static int s_write(nerve_reaction_call_t *call)
     const char *path_s, *content;
     size_t path_n, content_n;
     if (!p || !nerve_obj_str(p, &path_s, &path_n))
-        return s_say(call, NERVE_EINVAL, "file.write needs 'path' (an absolute file path)");
+        return nerve_reaction_say(call, NERVE_EINVAL, "file.write needs 'path' (an absolute file path)");
     if (c && c->type == MSGPACK_OBJECT_BIN) {
         content = c->via.bin.ptr;
         content_n = c->via.bin.size;
     } else if (!c || !nerve_obj_str(c, &content, &content_n)) {
-        return s_say(call, NERVE_EINVAL, "file.write needs 'content' (a string)");
+        return nerve_reaction_say(call, NERVE_EINVAL, "file.write needs 'content' (a string)");
     }
     mode_t mode = 0644;
     int rc = s_mode(call, &mode);
     if (rc != 0)
         return rc;
     if (path_n == 0 || path_n >= PATH_MAX || memchr(path_s, '\0', path_n) || path_s[0] != '/')
-        return s_say(call, NERVE_EPERM, "not allowed: path '%.*s' is not an absolute path",
+        return nerve_reaction_say(call, NERVE_EPERM, "not allowed: path '%.*s' is not an absolute path",
                      (int)(path_n > 200 ? 200 : path_n), path_s);
     char path[PATH_MAX];
     memcpy(path, path_s, path_n);
     path[path_n] = '\0';
     for (size_t i = 0; i < path_n; i++)
         if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
-            return s_say(call, NERVE_EPERM,
+            return nerve_reaction_say(call, NERVE_EPERM,
                          "not allowed: path has a control character at byte %zu; nothing was "
                          "written",
                          i);
     if (s_bad_segment(path))
-        return s_say(call, NERVE_EPERM,
+        return nerve_reaction_say(call, NERVE_EPERM,
                      "not allowed: path '%.200s' has an empty, '.' or '..' segment; nothing "
                      "was written",
                      path);
@@ -221,7 +201,7 @@ static int s_write(nerve_reaction_call_t *call)
 
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
-        return s_say(call, NERVE_EIO, "file.write: cannot open directory %.200s: %s", dir,
+        return nerve_reaction_say(call, NERVE_EIO, "file.write: cannot open directory %.200s: %s", dir,
                      strerror(errno));
     /*  Where the directory really is, from the descriptor everything below
         uses: that is what the policy must allow. */
@@ -230,19 +210,19 @@ static int s_write(nerve_reaction_call_t *call)
     ssize_t rn = readlink(link, real, sizeof real - 1);
     if (rn <= 0) {
         close(dirfd);
-        return s_say(call, NERVE_EIO, "file.write: cannot resolve %.200s: %s", dir,
+        return nerve_reaction_say(call, NERVE_EIO, "file.write: cannot resolve %.200s: %s", dir,
                      strerror(errno));
     }
     real[rn] = '\0';
     snprintf(target, sizeof target, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
-    if (!S_API_HAS(call->api, allowed) || call->api->allowed(call->host, "paths", target) != 0) {
+    if (!NERVE_API_HAS(call->api, allowed) || call->api->allowed(call->host, "paths", target) != 0) {
         close(dirfd);
         if (strncmp(target, path, sizeof target) != 0)
-            return s_say(call, NERVE_EPERM,
+            return nerve_reaction_say(call, NERVE_EPERM,
                          "not allowed: '%.200s' (really %.200s) is not under this actor's "
                          "allow.paths; nothing was written",
                          path, target);
-        return s_say(call, NERVE_EPERM,
+        return nerve_reaction_say(call, NERVE_EPERM,
                      "not allowed: '%.200s' is not under this actor's allow.paths; nothing was "
                      "written",
                      path);
@@ -251,23 +231,23 @@ static int s_write(nerve_reaction_call_t *call)
     if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode)) {
             close(dirfd);
-            return s_say(call, NERVE_EPERM,
+            return nerve_reaction_say(call, NERVE_EPERM,
                          "not allowed: '%.200s' is a symbolic link; nothing was written", path);
         }
         if (!S_ISREG(st.st_mode)) {
             close(dirfd);
-            return s_say(call, NERVE_EINVAL, "file.write: '%.200s' is not a regular file", path);
+            return nerve_reaction_say(call, NERVE_EINVAL, "file.write: '%.200s' is not a regular file", path);
         }
     }
     const char *step = "";
     if (s_replace(dirfd, base, content, content_n, mode, &step) != 0) {
         int err = errno;
         close(dirfd);
-        return s_say(call, NERVE_EIO, "file.write %.200s: cannot %s: %s", path, step,
+        return nerve_reaction_say(call, NERVE_EIO, "file.write %.200s: cannot %s: %s", path, step,
                      strerror(err));
     }
     close(dirfd);
-    return s_say(call, 0, "wrote %zu bytes to %s (mode %04o)", content_n, target, (unsigned)mode);
+    return nerve_reaction_say(call, 0, "wrote %zu bytes to %s (mode %04o)", content_n, target, (unsigned)mode);
 }
 
 static const nerve_module_fn_t s_functions[] = {

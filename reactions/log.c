@@ -22,24 +22,6 @@
 
 #define S_LINE_MAX 2048 /* longer messages are cut in the log line */
 
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*  Writes the reaction's output (truncated to output_cap) and returns rc;
-    a failure also becomes the result's rc. */
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-{
-    call->rc = rc;
-    if (!call->output || call->output_cap == 0)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(call->output, call->output_cap, fmt, ap);
-    va_end(ap);
-    call->output_len = n < 0 ? 0 : (size_t)n < call->output_cap ? (size_t)n : call->output_cap - 1;
-    return rc;
-}
-
 /*  `level`, default info. A template is accepted unchecked at load time. */
 static int s_level(const msgpack_object *args, bool templates, nerve_log_level_t *level)
 {
@@ -90,10 +72,10 @@ static int s_write(nerve_reaction_call_t *call)
 {
     const msgpack_object *m = nerve_obj_get(call->args, "message");
     if (!m)
-        return s_say(call, NERVE_EINVAL, "write needs 'message'");
+        return nerve_reaction_say(call, NERVE_EINVAL, "write needs 'message'");
     nerve_log_level_t level;
     if (s_level(call->args, false, &level) != 0)
-        return s_say(call, NERVE_EINVAL, "write: 'level' must be one of error, warn, info, debug");
+        return nerve_reaction_say(call, NERVE_EINVAL, "write: 'level' must be one of error, warn, info, debug");
 
     /* A message that is one template keeps its value's type: show it. */
     char text[S_LINE_MAX];
@@ -114,7 +96,7 @@ static int s_write(nerve_reaction_call_t *call)
     }
     nerve_log(level, "reaction", "%s (rule %s, event %s from %s)", line,
               call->rule && call->rule[0] ? call->rule : "-", tag, host);
-    return s_say(call, 0, "%.*s", (int)(n > INT32_MAX ? INT32_MAX : n), s);
+    return nerve_reaction_say(call, 0, "%.*s", (int)(n > INT32_MAX ? INT32_MAX : n), s);
 }
 
 static const nerve_module_fn_t s_functions[] = {

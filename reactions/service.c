@@ -44,17 +44,17 @@ static int s_systemctl(nerve_reaction_call_t *call, const char *verb)
     const char *s;
     size_t n;
     if (!u || !nerve_obj_str(u, &s, &n))
-        return spawn_say(call, NERVE_EINVAL, "service.%s needs 'unit' (e.g. nginx.service)", verb);
+        return nerve_reaction_say(call, NERVE_EINVAL, "service.%s needs 'unit' (e.g. nginx.service)", verb);
     if (!s_unit_ok(s, n))
-        return spawn_say(call, NERVE_EINVAL,
+        return nerve_reaction_say(call, NERVE_EINVAL,
                          "service.%s: '%.*s' is not a unit name (letters, digits, ':_.@-\\', "
                          "not starting with '-' or '.'); nothing was run",
                          verb, (int)(n > 200 ? 200 : n), s);
     char unit[256];
     memcpy(unit, s, n);
     unit[n] = '\0';
-    if (!SPAWN_API_HAS(call->api, allowed) || call->api->allowed(call->host, "services", unit) != 0)
-        return spawn_say(call, NERVE_EPERM,
+    if (!NERVE_API_HAS(call->api, allowed) || call->api->allowed(call->host, "services", unit) != 0)
+        return nerve_reaction_say(call, NERVE_EPERM,
                          "not allowed: service '%s' is not in this actor's allow.services; "
                          "nothing was run",
                          unit);
@@ -72,7 +72,7 @@ static int s_systemctl(nerve_reaction_call_t *call, const char *verb)
     char *argv[] = {path, verb_copy, unit, NULL};
     spawn_env_t env;
     if ((rc = spawn_env_build(&env, call)) != 0)
-        return spawn_say(call, rc, "service.%s: cannot build the environment: %s", verb,
+        return nerve_reaction_say(call, rc, "service.%s: cannot build the environment: %s", verb,
                          nerve_strerror(rc));
     spawn_outcome_t o;
     rc = spawn_run(call, argv, env.vars, timeout_ms, &o);

@@ -48,28 +48,6 @@
 #define SPAWN_DRAIN_GRACE_MS     200
 #define SPAWN_ENV_MAX            12
 
-#define SPAWN_API_HAS(api, member)                                                                 \
-    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
-     (api)->member)
-
-/*  Writes the reaction's output (truncated to output_cap) and returns rc;
-    the result's rc becomes rc too. */
-static inline int spawn_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static inline int spawn_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-{
-    call->rc = rc;
-    if (!call->output || call->output_cap == 0)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(call->output, call->output_cap, fmt, ap);
-    va_end(ap);
-    call->output_len = n < 0 ? 0 : (size_t)n < call->output_cap ? (size_t)n : call->output_cap - 1;
-    return rc;
-}
-
 /*  Appends a note to the output, overwriting its tail when there is no
     room, so the note is always seen. */
 static inline void spawn_note(nerve_reaction_call_t *call, const char *fmt, ...)
@@ -139,7 +117,7 @@ static inline int spawn_env_build(spawn_env_t *env, const nerve_reaction_call_t 
         nerve_wire_id_hex(ev->id, event_id);
     if (call->reaction_id)
         nerve_wire_id_hex(call->reaction_id, reaction_id);
-    const char *actor = SPAWN_API_HAS(call->api, host_id) ? call->api->host_id(call->host) : "";
+    const char *actor = NERVE_API_HAS(call->api, host_id) ? call->api->host_id(call->host) : "";
     const char *path = getenv("PATH");
     const char *rule = call->rule ? call->rule : "";
     int rc = spawn_env_add(env, "NERVE_TAG", ev ? ev->tag : "", ev ? strlen(ev->tag) : 0);
@@ -179,16 +157,16 @@ static inline int spawn_timeout(nerve_reaction_call_t *call, uint32_t *out_ms)
         char text[64];
         if (nerve_obj_strcpy(t, text, sizeof text)) {
             if (nerve_duration_parse_ms(text, &ms) != 0)
-                return spawn_say(call, NERVE_EINVAL,
+                return nerve_reaction_say(call, NERVE_EINVAL,
                                  "timeout '%s' is not a duration (250ms, 30s, 5m)", text);
         } else if (nerve_obj_number(t, &secs) && secs >= 0 && secs < 1e9) {
             ms = (uint64_t)(secs * 1000.0 + 0.5);
         } else {
-            return spawn_say(call, NERVE_EINVAL,
+            return nerve_reaction_say(call, NERVE_EINVAL,
                              "timeout must be a duration string or a number of seconds");
         }
         if (ms == 0)
-            return spawn_say(call, NERVE_EINVAL, "timeout must be more than 0");
+            return nerve_reaction_say(call, NERVE_EINVAL, "timeout must be more than 0");
     }
     *out_ms = (uint32_t)(ms < limit ? ms : limit);
     return 0;
@@ -241,7 +219,7 @@ static inline int spawn_run(nerve_reaction_call_t *call, char *const argv[], cha
     call->output_len = 0;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
-        return spawn_say(call, NERVE_EIO, "cannot make a pipe: %s", strerror(errno));
+        return nerve_reaction_say(call, NERVE_EIO, "cannot make a pipe: %s", strerror(errno));
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
@@ -267,7 +245,7 @@ static inline int spawn_run(nerve_reaction_call_t *call, char *const argv[], cha
     close(fds[1]);
     if (err != 0) {
         close(fds[0]);
-        return spawn_say(call, NERVE_EIO, "cannot run %s: %s", argv[0], strerror(err));
+        return nerve_reaction_say(call, NERVE_EIO, "cannot run %s: %s", argv[0], strerror(err));
     }
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     int pidfd = -1;

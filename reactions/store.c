@@ -24,28 +24,6 @@
 
 #define S_NAME_MAX 255
 
-#define S_API_HAS(api, member)                                                                     \
-    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
-     (api)->member)
-
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/*  Writes the reaction's output (truncated to output_cap) and returns rc;
-    a failure also becomes the result's rc. */
-static int s_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
-{
-    call->rc = rc;
-    if (!call->output || call->output_cap == 0)
-        return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(call->output, call->output_cap, fmt, ap);
-    va_end(ap);
-    call->output_len = n < 0 ? 0 : (size_t)n < call->output_cap ? (size_t)n : call->output_cap - 1;
-    return rc;
-}
-
 /*  A name arg (register, key) as a C string: a non-empty string without
     NUL bytes, or an integer (a key rendered from "{{event.data.id}}").
     Returns 0, NERVE_ENOENT when absent, NERVE_EINVAL otherwise. */
@@ -93,27 +71,27 @@ static int s_set(nerve_reaction_call_t *call)
 {
     char scope[S_NAME_MAX + 1], key[S_NAME_MAX + 1];
     if (s_name(call->args, "register", scope, sizeof scope) != 0)
-        return s_say(call, NERVE_EINVAL, "set needs 'register' (a string of 1 to 255 bytes)");
+        return nerve_reaction_say(call, NERVE_EINVAL, "set needs 'register' (a string of 1 to 255 bytes)");
     int rc = s_name(call->args, "key", key, sizeof key);
     if (rc == NERVE_ENOENT) {
         if (!call->event || !call->event->host[0])
-            return s_say(call, NERVE_EINVAL, "set: no 'key' and no event host to default to");
+            return nerve_reaction_say(call, NERVE_EINVAL, "set: no 'key' and no event host to default to");
         snprintf(key, sizeof key, "%s", call->event->host);
     } else if (rc != 0) {
-        return s_say(call, NERVE_EINVAL, "set: 'key' must be a string of 1 to 255 bytes");
+        return nerve_reaction_say(call, NERVE_EINVAL, "set: 'key' must be a string of 1 to 255 bytes");
     }
     const msgpack_object *value = nerve_obj_get(call->args, "value");
     if (!value)
-        return s_say(call, NERVE_EINVAL, "set needs 'value'");
-    if (!S_API_HAS(call->api, register_set))
-        return s_say(call, NERVE_ESTATE, "set: this daemon keeps no registers");
+        return nerve_reaction_say(call, NERVE_EINVAL, "set needs 'value'");
+    if (!NERVE_API_HAS(call->api, register_set))
+        return nerve_reaction_say(call, NERVE_ESTATE, "set: this daemon keeps no registers");
     rc = call->api->register_set(call->host, scope, key, value);
     if (rc != 0)
-        return s_say(call, rc < 0 ? rc : NERVE_EMODULE, "set %s/%s failed: %s", scope, key,
+        return nerve_reaction_say(call, rc < 0 ? rc : NERVE_EMODULE, "set %s/%s failed: %s", scope, key,
                      nerve_strerror(rc));
     char shown[128];
     nerve_obj_format(value, shown, sizeof shown);
-    return s_say(call, 0, "set %s/%s = %s", scope, key, shown);
+    return nerve_reaction_say(call, 0, "set %s/%s = %s", scope, key, shown);
 }
 
 static const nerve_module_fn_t s_functions[] = {

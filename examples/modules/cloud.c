@@ -20,9 +20,7 @@ static int s_scale_up(nerve_reaction_call_t *call)
     char machine[256] = "";
     const msgpack_object *id = nerve_obj_get(call->args, "machine_id");
     if (!id || !nerve_obj_strcpy(id, machine, sizeof machine)) {
-        call->output_len = (size_t)snprintf(call->output, call->output_cap,
-                                            "scale_up needs 'machine_id' (a string)");
-        return NERVE_EINVAL;
+        return nerve_reaction_say(call, NERVE_EINVAL, "scale_up needs 'machine_id' (a string)");
     }
     NERVE_INFO("cloud", "scale_up: would add capacity next to %s (rule %s, event %s from %s)",
                machine, call->rule, call->event->tag, call->event->host);
@@ -39,9 +37,8 @@ static int s_scale_up(nerve_reaction_call_t *call)
     int rc = call->api->emit_raw(call->host, "/cloud/scale_up", buf.data, buf.size);
     msgpack_sbuffer_destroy(&buf);
 
-    call->output_len = (size_t)snprintf(call->output, call->output_cap, "scale_up %s: %s",
-                                        machine, rc == 0 ? "requested" : nerve_strerror(rc));
-    return rc;
+    return nerve_reaction_say(call, rc, "scale_up %s: %s", machine,
+                              rc == 0 ? "requested" : nerve_strerror(rc));
 }
 
 static const nerve_module_fn_t s_functions[] = {

@@ -56,9 +56,11 @@
 #define NERVE_MODULE_H
 
 #include <msgpack.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <nerve/error.h>
 #include <nerve/log.h>
@@ -194,6 +196,33 @@ typedef struct nerve_reaction_call {
 /*  Returns 0 when the reaction succeeded (result ok = true), or a negative
     nerve_err (ok = false; output should say why). */
 typedef int (*nerve_reaction_fn_t)(nerve_reaction_call_t *call);
+
+/*  True if the host API has `member` and it is set: a daemon built
+    against an older ABI minor has a smaller table (api->size says how
+    large). Check before calling an optional member:
+        if (!NERVE_API_HAS(call->api, emit)) return …; */
+#define NERVE_API_HAS(api, member)                                                                 \
+    ((api) && (api)->size >= offsetof(nerve_host_api_t, member) + sizeof((api)->member) &&         \
+     (api)->member)
+
+/*  Writes printf-style text as the reaction's output (cut to output_cap)
+    and returns rc, which becomes the result's rc too:
+        return nerve_reaction_say(call, NERVE_EINVAL, "needs 'path'"); */
+static inline int nerve_reaction_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static inline int nerve_reaction_say(nerve_reaction_call_t *call, int rc, const char *fmt, ...)
+{
+    call->rc = rc;
+    if (!call->output || call->output_cap == 0)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(call->output, call->output_cap, fmt, ap);
+    va_end(ap);
+    call->output_len = n < 0 ? 0 : (size_t)n < call->output_cap ? (size_t)n : call->output_cap - 1;
+    return rc;
+}
 
 /* ------------------------------------------------------------------------
    Beacons: sense something and emit events (run by nerve-beacond on an
