@@ -17,16 +17,6 @@
 
 #define DEFAULT_CONFIG "/etc/nerve/actor.yaml"
 
-int actor_config_set(char **slot, const char *value)
-{
-    char *copy = value ? strdup(value) : NULL;
-    if (value && !copy)
-        return NERVE_ENOMEM;
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
 bool actor_name_ok(const char *name, size_t max)
 {
     return nerve_name_ok(name, max);
@@ -35,12 +25,12 @@ bool actor_name_ok(const char *name, size_t max)
 int actor_config_defaults(actor_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    int rc = actor_config_set(&cfg->id, nerve_hostname());
-    rc = rc ? rc : actor_config_set(&cfg->publisher, "tcp://127.0.0.1:7451");
-    rc = rc ? rc : actor_config_set(&cfg->manager, "tcp://127.0.0.1:7450");
-    rc = rc ? rc : actor_config_set(&cfg->systemctl, "/usr/bin/systemctl");
-    rc = rc ? rc : actor_config_set(&cfg->publisher_key, "publisher");
-    rc = rc ? rc : actor_config_set(&cfg->manager_key, "manager");
+    int rc = nerve_conf_set_str(&cfg->id, nerve_hostname());
+    rc = rc ? rc : nerve_conf_set_str(&cfg->publisher, "tcp://127.0.0.1:7451");
+    rc = rc ? rc : nerve_conf_set_str(&cfg->manager, "tcp://127.0.0.1:7450");
+    rc = rc ? rc : nerve_conf_set_str(&cfg->systemctl, "/usr/bin/systemctl");
+    rc = rc ? rc : nerve_conf_set_str(&cfg->publisher_key, "publisher");
+    rc = rc ? rc : nerve_conf_set_str(&cfg->manager_key, "manager");
     char name[NERVE_KEY_NAME_MAX + 1];
     actor_config_key_name(cfg->id, name);
     if (rc == 0 && nerve_security_init(&cfg->security, name) == NERVE_ERANGE)
@@ -114,13 +104,9 @@ static int s_str(const nerve_conf_t *root, const char *key, char **slot, nerve_c
 {
     const nerve_conf_t *n = nerve_conf_get(root, key);
     const char *s;
-    if (!n)
-        return 0;
-    if (nerve_conf_as_str(n, &s, err) != 0)
-        return NERVE_EINVAL;
-    if (!*s)
+    if (n && nerve_conf_as_str(n, &s, NULL) == 0 && !*s)
         return nerve_conf_fail(n, err, "%s must not be empty", key);
-    return actor_config_set(slot, s);
+    return nerve_conf_get_str(root, key, slot, err);
 }
 
 /*  A list, or one scalar standing for a list of one. Calls fn for each
@@ -151,23 +137,6 @@ static int s_add_group(void *arg, const char *value, char *why, size_t whysize)
     return actor_config_add_group(arg, value, why, whysize);
 }
 
-static int s_add_module(void *arg, const char *value, char *why, size_t whysize)
-{
-    actor_config_t *cfg = arg;
-    if (!*value) {
-        snprintf(why, whysize, "an empty module directory");
-        return NERVE_EINVAL;
-    }
-    if (cfg->nmodules == ACTOR_MAX_MODULE_DIRS) {
-        snprintf(why, whysize, "at most %d module directories", ACTOR_MAX_MODULE_DIRS);
-        return NERVE_EINVAL;
-    }
-    if (!(cfg->modules[cfg->nmodules] = strdup(value)))
-        return NERVE_ENOMEM;
-    cfg->nmodules++;
-    return 0;
-}
-
 typedef struct {
     actor_allow_t *allow;
     const char *kind;
@@ -190,17 +159,6 @@ static int s_groups(const nerve_conf_t *root, actor_config_t *cfg, nerve_conf_er
     if (n->type == NERVE_CONF_SCALAR && n->text_len == 0 && !n->quoted)
         return 0; /* "groups:" with nothing: none */
     return s_each(n, err, s_add_group, cfg);
-}
-
-static int s_modules(const nerve_conf_t *root, actor_config_t *cfg, nerve_conf_error_t *err)
-{
-    const nerve_conf_t *n = nerve_conf_get(root, "modules");
-    if (!n)
-        return 0;
-    for (size_t i = 0; i < cfg->nmodules; i++)
-        free(cfg->modules[i]);
-    cfg->nmodules = 0;
-    return s_each(n, err, s_add_module, cfg);
 }
 
 static int s_allow(const nerve_conf_t *root, actor_config_t *cfg, nerve_conf_error_t *err)
@@ -282,7 +240,7 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
     int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
     if (rc != 0 || !used)
         return rc;
-    if ((rc = actor_config_set(&cfg->config_path, used)) != 0 || !root) {
+    if ((rc = nerve_conf_set_str(&cfg->config_path, used)) != 0 || !root) {
         nerve_conf_destroy(&root);
         return rc;
     }
@@ -294,7 +252,7 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
     static const char *const keys[] = {
         "id",       "groups",        "publisher",   "manager", "modules",   "heartbeat",
         "allow",    "workers",       "queue",       "timeout", "systemctl", "log_level",
-        "security", "publisher_key", "manager_key", "secrets", "metrics", NULL};
+        "security", "publisher_key", "manager_key", "secrets", "metrics",   NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : s_str(root, "id", &cfg->id, err);
     if (rc == 0 && nerve_conf_get(root, "id") && !actor_name_ok(cfg->id, ACTOR_ID_MAX))
@@ -304,7 +262,9 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
     rc = rc ? rc : s_groups(root, cfg, err);
     rc = rc ? rc : s_str(root, "publisher", &cfg->publisher, err);
     rc = rc ? rc : s_str(root, "manager", &cfg->manager, err);
-    rc = rc ? rc : s_modules(root, cfg, err);
+    rc = rc ? rc
+            : nerve_conf_get_module_dirs(root, cfg->modules, ACTOR_MAX_MODULE_DIRS, &cfg->nmodules,
+                                         err);
     rc = rc ? rc : s_duration(root, "heartbeat", 100, 3600 * 1000ull, &cfg->heartbeat_ms, err);
     rc = rc ? rc : s_allow(root, cfg, err);
     rc = rc ? rc : s_size(root, "workers", ACTOR_WORKERS_MAX, &cfg->workers, err);
@@ -326,9 +286,9 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
 
 void actor_config_free(actor_config_t *cfg)
 {
-    char **strs[] = {&cfg->id,          &cfg->publisher,     &cfg->manager,     &cfg->systemctl,
-                     &cfg->config_path, &cfg->publisher_key, &cfg->manager_key, &cfg->secrets,
-                     &cfg->metrics};
+    char **strs[] = {&cfg->id,          &cfg->publisher,   &cfg->manager,
+                     &cfg->systemctl,   &cfg->config_path, &cfg->publisher_key,
+                     &cfg->manager_key, &cfg->secrets,     &cfg->metrics};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;

@@ -80,8 +80,6 @@ int actor_config_defaults(actor_config_t *cfg);
     with "file:line:column: what" in err->message. */
 int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t *err);
 
-/*  Replaces a string setting (frees the old one). 0 or NERVE_ENOMEM. */
-int actor_config_set(char **slot, const char *value);
 
 /*  Adds a group (for --group). 0, NERVE_EINVAL (reason in why) or
     NERVE_ENOMEM. */

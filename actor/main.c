@@ -150,19 +150,19 @@ static int s_flag(actor_config_t *cfg, int c, const char *arg, bool *groups_rese
     case 'c':
         return 0;
     case OPT_ID:
-        rc = actor_config_set(&cfg->id, arg);
+        rc = nerve_conf_set_str(&cfg->id, arg);
         break;
     case OPT_PUBLISHER:
-        rc = actor_config_set(&cfg->publisher, arg);
+        rc = nerve_conf_set_str(&cfg->publisher, arg);
         break;
     case OPT_MANAGER:
-        rc = actor_config_set(&cfg->manager, arg);
+        rc = nerve_conf_set_str(&cfg->manager, arg);
         break;
     case OPT_SYSTEMCTL:
-        rc = actor_config_set(&cfg->systemctl, arg);
+        rc = nerve_conf_set_str(&cfg->systemctl, arg);
         break;
     case OPT_METRICS:
-        rc = actor_config_set(&cfg->metrics, arg);
+        rc = nerve_conf_set_str(&cfg->metrics, arg);
         break;
     case OPT_CHECK:
         *check = true;

@@ -931,6 +931,60 @@ int nerve_conf_as_str(const nerve_conf_t *node, const char **out,
   return 0;
 }
 
+int nerve_conf_set_str(char **slot, const char *value) {
+  char *copy = value ? strdup(value) : NULL;
+  if (value && !copy)
+    return NERVE_ENOMEM;
+  free(*slot);
+  *slot = copy;
+  return 0;
+}
+
+int nerve_conf_get_str(const nerve_conf_t *root, const char *key, char **slot,
+                       nerve_conf_error_t *err) {
+  const nerve_conf_t *n = nerve_conf_get(root, key);
+  const char *s;
+  if (!n)
+    return 0;
+  if (nerve_conf_as_str(n, &s, err) != 0)
+    return NERVE_EINVAL;
+  if (nerve_conf_set_str(slot, s) != 0)
+    return s_node_fail(n, err, NERVE_ENOMEM, "out of memory");
+  return 0;
+}
+
+int nerve_conf_get_module_dirs(const nerve_conf_t *root, char **dirs,
+                               size_t max, size_t *n, nerve_conf_error_t *err) {
+  const nerve_conf_t *node = nerve_conf_get(root, "modules");
+  if (!node)
+    return 0;
+  if (node->type == NERVE_CONF_MAP)
+    return s_node_fail(node, err, NERVE_EINVAL,
+                       "modules: expected a directory or a list of them");
+  size_t count = node->type == NERVE_CONF_SEQ ? node->count : 1;
+  if (count > max)
+    return s_node_fail(node, err, NERVE_EINVAL, "at most %zu module directories",
+                       max);
+  for (size_t i = 0; i < *n; i++) {
+    free(dirs[i]);
+    dirs[i] = NULL;
+  }
+  *n = 0;
+  for (size_t i = 0; i < count; i++) {
+    const nerve_conf_t *one =
+        node->type == NERVE_CONF_SEQ ? node->items[i] : node;
+    const char *s;
+    if (nerve_conf_as_str(one, &s, err) != 0)
+      return NERVE_EINVAL;
+    if (!*s)
+      return s_node_fail(one, err, NERVE_EINVAL, "an empty module directory");
+    if (!(dirs[*n] = strdup(s)))
+      return s_node_fail(one, err, NERVE_ENOMEM, "out of memory");
+    (*n)++;
+  }
+  return 0;
+}
+
 int nerve_conf_as_int(const nerve_conf_t *node, int64_t min, int64_t max,
                       int64_t *out, nerve_conf_error_t *err) {
   char got[80], want[96];

@@ -13,36 +13,26 @@
 
 #define DEFAULT_CONFIG "/etc/nerve/manager.yaml"
 
-int manager_config_set(char **slot, const char *value)
-{
-    char *copy = value ? strdup(value) : NULL;
-    if (value && !copy)
-        return NERVE_ENOMEM;
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
 static int s_home_default(char **slot, const char *prefix, const char *name)
 {
     char path[PATH_MAX], full[PATH_MAX + 8];
     if (nerve_home_path(name, path, sizeof path) != 0)
         return NERVE_ERANGE;
     snprintf(full, sizeof full, "%s%s", prefix, path);
-    return manager_config_set(slot, full);
+    return nerve_conf_set_str(slot, full);
 }
 
 int manager_config_defaults(manager_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    int rc = manager_config_set(&cfg->id, nerve_hostname());
-    rc = rc ? rc : manager_config_set(&cfg->events, "tcp://*:7450");
+    int rc = nerve_conf_set_str(&cfg->id, nerve_hostname());
+    rc = rc ? rc : nerve_conf_set_str(&cfg->events, "tcp://*:7450");
     rc = rc ? rc : s_home_default(&cfg->publisher, "ipc://", "run/publisher.sock");
     rc = rc ? rc : s_home_default(&cfg->control, "ipc://", "run/control.sock");
     rc = rc ? rc : s_home_default(&cfg->tap, "ipc://", "run/tap.sock");
     rc = rc ? rc : s_home_default(&cfg->rules, "", "rules");
     rc = rc ? rc : s_home_default(&cfg->data, "", "data");
-    rc = rc ? rc : manager_config_set(&cfg->publisher_key, "publisher");
+    rc = rc ? rc : nerve_conf_set_str(&cfg->publisher_key, "publisher");
     if (rc == 0)
         rc = nerve_security_init(&cfg->security, "manager");
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, MANAGER_MAX_MODULE_DIRS);
@@ -52,43 +42,6 @@ int manager_config_defaults(manager_config_t *cfg)
     cfg->worker_queue = 1024;
     cfg->map_size_mb = 1024;
     return rc;
-}
-
-static int s_str(const nerve_conf_t *root, const char *key, char **slot, nerve_conf_error_t *err)
-{
-    const nerve_conf_t *n = nerve_conf_get(root, key);
-    const char *s;
-    if (!n)
-        return 0;
-    if (nerve_conf_as_str(n, &s, err) != 0)
-        return NERVE_EINVAL;
-    return manager_config_set(slot, s);
-}
-
-static int s_modules(const nerve_conf_t *root, manager_config_t *cfg, nerve_conf_error_t *err)
-{
-    const nerve_conf_t *n = nerve_conf_get(root, "modules");
-    if (!n)
-        return 0;
-    const nerve_conf_t *one = n;
-    size_t count = 1;
-    if (n->type == NERVE_CONF_SEQ)
-        count = n->count;
-    if (count > MANAGER_MAX_MODULE_DIRS)
-        return nerve_conf_fail(n, err, "at most %d module directories", MANAGER_MAX_MODULE_DIRS);
-    for (size_t i = 0; i < cfg->nmodules; i++)
-        free(cfg->modules[i]);
-    cfg->nmodules = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (n->type == NERVE_CONF_SEQ)
-            one = n->items[i];
-        const char *s;
-        if (nerve_conf_as_str(one, &s, err) != 0)
-            return NERVE_EINVAL;
-        if (!(cfg->modules[cfg->nmodules++] = strdup(s)))
-            return NERVE_ENOMEM;
-    }
-    return 0;
 }
 
 static int s_security(const nerve_conf_t *root, manager_config_t *cfg, nerve_conf_error_t *err)
@@ -103,7 +56,7 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
     if (rc != 0 || !used)
         return rc;
-    manager_config_set(&cfg->config_path, used);
+    nerve_conf_set_str(&cfg->config_path, used);
     if (!root)
         return 0;
     static const char *const keys[] = {
@@ -111,18 +64,20 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
         "modules",     "data",      "commit_interval", "metrics",       "heartbeat", "worker_queue",
         "map_size_mb", "log_level", "security",        "publisher_key", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
-    rc = rc ? rc : s_str(root, "id", &cfg->id, err);
-    rc = rc ? rc : s_str(root, "events", &cfg->events, err);
-    rc = rc ? rc : s_str(root, "publisher", &cfg->publisher, err);
-    rc = rc ? rc : s_str(root, "control", &cfg->control, err);
-    rc = rc ? rc : s_str(root, "tap", &cfg->tap, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "id", &cfg->id, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "events", &cfg->events, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "publisher", &cfg->publisher, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "control", &cfg->control, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "tap", &cfg->tap, err);
     if (nerve_conf_get(root, "rules"))
         cfg->rules_default = false;
-    rc = rc ? rc : s_str(root, "rules", &cfg->rules, err);
-    rc = rc ? rc : s_str(root, "data", &cfg->data, err);
-    rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);
-    rc = rc ? rc : s_str(root, "publisher_key", &cfg->publisher_key, err);
-    rc = rc ? rc : s_modules(root, cfg, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "rules", &cfg->rules, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "data", &cfg->data, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "metrics", &cfg->metrics, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "publisher_key", &cfg->publisher_key, err);
+    rc = rc ? rc
+            : nerve_conf_get_module_dirs(root, cfg->modules, MANAGER_MAX_MODULE_DIRS,
+                                         &cfg->nmodules, err);
     rc = rc ? rc : s_security(root, cfg, err);
     const nerve_conf_t *n;
     int64_t v;

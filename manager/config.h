@@ -49,8 +49,6 @@ int manager_config_defaults(manager_config_t *cfg);
     /etc/nerve/manager.yaml if it exists. 0, or an error in err. */
 int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_error_t *err);
 
-/*  Replaces a string setting (frees the old one). */
-int manager_config_set(char **slot, const char *value);
 
 void manager_config_free(manager_config_t *cfg);
 

@@ -119,18 +119,18 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': break;
-        case OPT_EVENTS: manager_config_set(&cfg.events, optarg); break;
-        case OPT_PUBLISHER: manager_config_set(&cfg.publisher, optarg); break;
-        case OPT_CONTROL: manager_config_set(&cfg.control, optarg); break;
-        case OPT_TAP: manager_config_set(&cfg.tap, optarg); break;
+        case OPT_EVENTS: nerve_conf_set_str(&cfg.events, optarg); break;
+        case OPT_PUBLISHER: nerve_conf_set_str(&cfg.publisher, optarg); break;
+        case OPT_CONTROL: nerve_conf_set_str(&cfg.control, optarg); break;
+        case OPT_TAP: nerve_conf_set_str(&cfg.tap, optarg); break;
         case OPT_RULES:
-            manager_config_set(&cfg.rules, optarg);
+            nerve_conf_set_str(&cfg.rules, optarg);
             cfg.rules_default = false;
             break;
-        case OPT_DATA: manager_config_set(&cfg.data, optarg); break;
-        case OPT_ID: manager_config_set(&cfg.id, optarg); break;
+        case OPT_DATA: nerve_conf_set_str(&cfg.data, optarg); break;
+        case OPT_ID: nerve_conf_set_str(&cfg.id, optarg); break;
         case OPT_CHECK: check = true; break;
-        case OPT_METRICS: manager_config_set(&cfg.metrics, optarg); break;
+        case OPT_METRICS: nerve_conf_set_str(&cfg.metrics, optarg); break;
         case OPT_MODULES:
             if (!modules_reset) {
                 for (size_t i = 0; i < cfg.nmodules; i++)

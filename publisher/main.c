@@ -52,13 +52,6 @@ static void s_on_hup(int sig)
     relay_note_hup();
 }
 
-static int s_set(char **slot, const char *value)
-{
-    free(*slot);
-    *slot = strdup(value);
-    return *slot ? 0 : -1;
-}
-
 static int s_defaults(relay_config_t *cfg)
 {
     char path[PATH_MAX], ep[PATH_MAX + 8];
@@ -69,12 +62,12 @@ static int s_defaults(relay_config_t *cfg)
     if (nerve_home_path("run/publisher.sock", path, sizeof path) != 0)
         return -1;
     snprintf(ep, sizeof ep, "ipc://%s", path);
-    if (s_set(&cfg->input, ep) != 0 || s_set(&cfg->output, "tcp://*:7451") != 0)
+    if (nerve_conf_set_str(&cfg->input, ep) != 0 || nerve_conf_set_str(&cfg->output, "tcp://*:7451") != 0)
         return -1;
     if (nerve_home_path("run/publisher-control.sock", path, sizeof path) != 0)
         return -1;
     snprintf(ep, sizeof ep, "ipc://%s", path);
-    return s_set(&cfg->control, ep);
+    return nerve_conf_set_str(&cfg->control, ep);
 }
 
 static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err)
@@ -89,12 +82,8 @@ static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err
     rc = nerve_conf_check_keys(root, keys, err);
     const char *names[] = {"input", "output", "control", "metrics"};
     char **slots[] = {&cfg->input, &cfg->output, &cfg->control, &cfg->metrics};
-    for (int i = 0; rc == 0 && i < 4; i++) {
-        const nerve_conf_t *n = nerve_conf_get(root, names[i]);
-        const char *s;
-        if (n && (rc = nerve_conf_as_str(n, &s, err)) == 0)
-            s_set(slots[i], s);
-    }
+    for (int i = 0; rc == 0 && i < 4; i++)
+        rc = nerve_conf_get_str(root, names[i], slots[i], err);
     const nerve_conf_t *n;
     int64_t v;
     if (rc == 0 && (n = nerve_conf_get(root, "hwm")) &&
@@ -148,10 +137,10 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': break;
-        case OPT_INPUT: s_set(&cfg.input, optarg); break;
-        case OPT_OUTPUT: s_set(&cfg.output, optarg); break;
-        case OPT_CONTROL: s_set(&cfg.control, optarg); break;
-        case OPT_METRICS: s_set(&cfg.metrics, optarg); break;
+        case OPT_INPUT: nerve_conf_set_str(&cfg.input, optarg); break;
+        case OPT_OUTPUT: nerve_conf_set_str(&cfg.output, optarg); break;
+        case OPT_CONTROL: nerve_conf_set_str(&cfg.control, optarg); break;
+        case OPT_METRICS: nerve_conf_set_str(&cfg.metrics, optarg); break;
         case OPT_HWM: {
             char *end;
             long v = strtol(optarg, &end, 10);

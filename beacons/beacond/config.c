@@ -21,16 +21,6 @@
 
 #define DEFAULT_CONFIG "/etc/nerve/beacond.yaml"
 
-int beacond_config_set(char **slot, const char *value)
-{
-    char *copy = value ? strdup(value) : NULL;
-    if (value && !copy)
-        return NERVE_ENOMEM;
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
 bool beacond_host_ok(const char *host)
 {
     return nerve_name_ok(host, BEACOND_HOST_MAX);
@@ -39,9 +29,9 @@ bool beacond_host_ok(const char *host)
 int beacond_config_defaults(beacond_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    int rc = beacond_config_set(&cfg->manager, "tcp://127.0.0.1:7450");
-    rc = rc ? rc : beacond_config_set(&cfg->host, nerve_hostname());
-    rc = rc ? rc : beacond_config_set(&cfg->manager_key, "manager");
+    int rc = nerve_conf_set_str(&cfg->manager, "tcp://127.0.0.1:7450");
+    rc = rc ? rc : nerve_conf_set_str(&cfg->host, nerve_hostname());
+    rc = rc ? rc : nerve_conf_set_str(&cfg->manager_key, "manager");
     if (rc == 0 && nerve_security_init(&cfg->security, "beacond") != 0)
         rc = NERVE_ERANGE;
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, BEACOND_MAX_MODULE_DIRS);
@@ -53,38 +43,14 @@ int beacond_config_defaults(beacond_config_t *cfg)
     return rc;
 }
 
-static int s_str(const nerve_conf_t *root, const char *key, char **slot, nerve_conf_error_t *err)
-{
-    const nerve_conf_t *n = nerve_conf_get(root, key);
-    const char *s;
-    if (!n)
-        return 0;
-    if (nerve_conf_as_str(n, &s, err) != 0)
-        return NERVE_EINVAL;
-    return beacond_config_set(slot, s);
-}
-
 static int s_modules(const nerve_conf_t *root, beacond_config_t *cfg, nerve_conf_error_t *err)
 {
     const nerve_conf_t *n = nerve_conf_get(root, "modules");
-    if (!n)
-        return 0;
-    size_t count = n->type == NERVE_CONF_SEQ ? n->count : 1;
-    if (count == 0 || count > BEACOND_MAX_MODULE_DIRS)
+    if (n && n->type == NERVE_CONF_SEQ && n->count == 0) /* beacons need a module */
         return nerve_conf_fail(n, err, "modules: list 1 to %d directories",
                                BEACOND_MAX_MODULE_DIRS);
-    for (size_t i = 0; i < cfg->nmodules; i++)
-        free(cfg->modules[i]);
-    cfg->nmodules = 0;
-    for (size_t i = 0; i < count; i++) {
-        const nerve_conf_t *one = n->type == NERVE_CONF_SEQ ? n->items[i] : n;
-        const char *s;
-        if (nerve_conf_as_str(one, &s, err) != 0)
-            return NERVE_EINVAL;
-        if (!(cfg->modules[cfg->nmodules++] = strdup(s)))
-            return NERVE_ENOMEM;
-    }
-    return 0;
+    return nerve_conf_get_module_dirs(root, cfg->modules, BEACOND_MAX_MODULE_DIRS, &cfg->nmodules,
+                                      err);
 }
 
 static int s_duration(const nerve_conf_t *n, uint64_t *out, nerve_conf_error_t *err)
@@ -223,19 +189,19 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
     int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
     if (rc != 0 || !used)
         return rc;
-    if ((rc = beacond_config_set(&cfg->config_path, used)) != 0 || !root)
+    if ((rc = nerve_conf_set_str(&cfg->config_path, used)) != 0 || !root)
         return rc;
     if (root->type != NERVE_CONF_MAP) {
         rc = nerve_conf_fail(root, err, "expected a map of beacond settings");
         nerve_conf_destroy(&root);
         return rc;
     }
-    static const char *const keys[] = {"manager",   "host",     "modules",     "interval", "hwm",
-                                       "log_level", "security", "manager_key", "beacons",
-                                       "metrics",   NULL};
+    static const char *const keys[] = {"manager", "host",      "modules",  "interval",
+                                       "hwm",     "log_level", "security", "manager_key",
+                                       "beacons", "metrics",   NULL};
     rc = nerve_conf_check_keys(root, keys, err);
-    rc = rc ? rc : s_str(root, "manager", &cfg->manager, err);
-    rc = rc ? rc : s_str(root, "host", &cfg->host, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "manager", &cfg->manager, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "host", &cfg->host, err);
     const nerve_conf_t *n;
     if (rc == 0 && (n = nerve_conf_get(root, "host")) && !beacond_host_ok(cfg->host))
         rc = nerve_conf_fail(n, err,
@@ -243,8 +209,8 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
                              cfg->host, BEACOND_HOST_MAX);
     rc = rc ? rc : s_modules(root, cfg, err);
     rc = rc ? rc : s_security(root, cfg, err);
-    rc = rc ? rc : s_str(root, "manager_key", &cfg->manager_key, err);
-    rc = rc ? rc : s_str(root, "metrics", &cfg->metrics, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "manager_key", &cfg->manager_key, err);
+    rc = rc ? rc : nerve_conf_get_str(root, "metrics", &cfg->metrics, err);
     if (rc == 0 && (n = nerve_conf_get(root, "interval")))
         rc = s_duration(n, &cfg->interval_ms, err);
     int64_t v;

@@ -79,8 +79,6 @@ int beacond_config_defaults(beacond_config_t *cfg);
     with "file:line:column: what" in err->message. */
 int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_error_t *err);
 
-/*  Replaces a string setting (frees the old one). 0 or NERVE_ENOMEM. */
-int beacond_config_set(char **slot, const char *value);
 
 /*  True if `host` may be a beacond host id (see above). */
 bool beacond_host_ok(const char *host);

@@ -105,10 +105,10 @@ static int s_load(int argc, char **argv, flags_t *flags, beacond_config_t *cfg)
         case 'c':
             break;
         case OPT_METRICS:
-            beacond_config_set(&cfg->metrics, optarg);
+            nerve_conf_set_str(&cfg->metrics, optarg);
             break;
         case OPT_MANAGER:
-            beacond_config_set(&cfg->manager, optarg);
+            nerve_conf_set_str(&cfg->manager, optarg);
             break;
         case OPT_HOST:
             if (!beacond_host_ok(optarg)) {
@@ -116,7 +116,7 @@ static int s_load(int argc, char **argv, flags_t *flags, beacond_config_t *cfg)
                             optarg, BEACOND_HOST_MAX);
                 return 2;
             }
-            beacond_config_set(&cfg->host, optarg);
+            nerve_conf_set_str(&cfg->host, optarg);
             break;
         case OPT_MODULES:
             if (!modules_reset) {

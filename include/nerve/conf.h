@@ -94,6 +94,25 @@ int nerve_conf_as_int(const nerve_conf_t *node, int64_t min, int64_t max, int64_
 int nerve_conf_as_double(const nerve_conf_t *node, double *out, nerve_conf_error_t *err);
 int nerve_conf_as_bool(const nerve_conf_t *node, bool *out, nerve_conf_error_t *err);
 
+/*  Daemon config structs keep strings as malloc'd copies; these fill them.
+
+    nerve_conf_set_str: replaces *slot with a copy of value (NULL: none).
+    Returns 0, or NERVE_ENOMEM with *slot unchanged.
+
+    nerve_conf_get_str: the string `key` of map `root` into *slot (a copy);
+    an absent key leaves *slot as it is. Returns 0, NERVE_EINVAL (not a
+    string: err says where) or NERVE_ENOMEM.
+
+    nerve_conf_get_module_dirs: `modules` as one directory or a list of at most `max`
+    (none is fine: the list can be empty), each a non-empty string, into
+    dirs[] as copies, replacing the *n there; an absent key leaves them.
+    Returns 0, or NERVE_EINVAL / NERVE_ENOMEM with err naming the item. */
+int nerve_conf_set_str(char **slot, const char *value);
+int nerve_conf_get_str(const nerve_conf_t *root, const char *key, char **slot,
+                       nerve_conf_error_t *err);
+int nerve_conf_get_module_dirs(const nerve_conf_t *root, char **dirs, size_t max, size_t *n,
+                               nerve_conf_error_t *err);
+
 /*  Durations: "250ms", "30s", "5m", "2h", "1d", or a plain number of
     seconds (fractions allowed). Result in milliseconds. */
 int nerve_conf_as_duration_ms(const nerve_conf_t *node, uint64_t *out_ms,

@@ -232,12 +232,12 @@ static void test_actor_config_check_refuses_a_bad_id_from_flags(void **state)
     actor_config_t cfg;
     char why[256];
     assert_int_equal(actor_config_defaults(&cfg), 0);
-    assert_int_equal(actor_config_set(&cfg.id, "web 1"), 0);
+    assert_int_equal(nerve_conf_set_str(&cfg.id, "web 1"), 0);
     assert_int_equal(actor_config_check(&cfg, why, sizeof why), NERVE_EINVAL);
     assert_non_null(strstr(why, "web 1"));
-    assert_int_equal(actor_config_set(&cfg.id, ""), 0);
+    assert_int_equal(nerve_conf_set_str(&cfg.id, ""), 0);
     assert_int_equal(actor_config_check(&cfg, why, sizeof why), NERVE_EINVAL);
-    assert_int_equal(actor_config_set(&cfg.id, "web1"), 0);
+    assert_int_equal(nerve_conf_set_str(&cfg.id, "web1"), 0);
     assert_int_equal(actor_config_check(&cfg, why, sizeof why), 0);
     assert_int_equal(actor_config_add_group(&cfg, "web", why, sizeof why), 0);
     assert_int_equal(actor_config_add_group(&cfg, "web", why, sizeof why), 0); /* once */

@@ -140,10 +140,10 @@ static int s_setup(void **state)
     if (actor_config_defaults(cfg) != 0)
         return -1;
     char why[256];
-    actor_config_set(&cfg->id, "web1");
+    nerve_conf_set_str(&cfg->id, "web1");
     actor_config_add_group(cfg, "web", why, sizeof why);
-    actor_config_set(&cfg->publisher, f->pub_ep);
-    actor_config_set(&cfg->manager, f->events_ep);
+    nerve_conf_set_str(&cfg->publisher, f->pub_ep);
+    nerve_conf_set_str(&cfg->manager, f->events_ep);
     for (size_t i = 0; i < cfg->nmodules; i++)
         free(cfg->modules[i]);
     cfg->modules[0] = strdup(NERVE_MODULE_BUILD_DIR);
@@ -672,7 +672,7 @@ static void s_secrets_file(fixture_t *f, const char *text, mode_t mode)
     fputs(text, fp);
     fclose(fp);
     assert_int_equal(chmod(path, mode), 0);
-    actor_config_set(&f->cfg.secrets, path);
+    nerve_conf_set_str(&f->cfg.secrets, path);
 }
 
 static void test_actor_resolves_a_secret_from_its_own_file(void **state)

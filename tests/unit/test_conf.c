@@ -830,6 +830,55 @@ static void test_conf_load_reads_files_and_names_them_in_positions(void **state)
     assert_true(strncmp(err.message, path, strlen(path)) == 0);
 }
 
+/*  The helpers daemon configs fill their structs with: strings copied
+    (an absent key leaves the default), module directories replaced as a
+    whole, errors at the offending node. */
+static void test_conf_get_str_and_module_dirs_fill_a_config(void **state)
+{
+    (void)state;
+    nerve_conf_t *root = s_parse_ok("id: web1\nport: [1]\nmodules: [/a, /b]\n");
+    nerve_conf_error_t err;
+    char *id = NULL, *other = NULL;
+    assert_int_equal(nerve_conf_set_str(&other, "default"), 0);
+    assert_int_equal(nerve_conf_get_str(root, "id", &id, &err), 0);
+    assert_string_equal(id, "web1");
+    assert_int_equal(nerve_conf_get_str(root, "absent", &other, &err), 0);
+    assert_string_equal(other, "default");
+    assert_int_equal(nerve_conf_get_str(root, "port", &other, &err), NERVE_EINVAL);
+    assert_string_equal(other, "default");
+    assert_int_equal(err.line, 2);
+    assert_int_equal(nerve_conf_set_str(&other, NULL), 0);
+    assert_null(other);
+
+    char *dirs[2] = {NULL, NULL};
+    size_t n = 0;
+    assert_int_equal(nerve_conf_set_str(&dirs[0], "/default"), 0);
+    n = 1;
+    assert_int_equal(nerve_conf_get_module_dirs(root, dirs, 2, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(dirs[0], "/a");
+    assert_string_equal(dirs[1], "/b");
+    assert_int_equal(nerve_conf_get_module_dirs(root, dirs, 1, &n, &err), NERVE_EINVAL);
+    assert_non_null(strstr(err.message, "at most 1 module directories"));
+    nerve_conf_destroy(&root);
+
+    root = s_parse_ok("modules: /one\n");
+    assert_int_equal(nerve_conf_get_module_dirs(root, dirs, 2, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(dirs[0], "/one");
+    nerve_conf_destroy(&root);
+    root = s_parse_ok("modules: [/one, '']\n");
+    assert_int_equal(nerve_conf_get_module_dirs(root, dirs, 2, &n, &err), NERVE_EINVAL);
+    assert_non_null(strstr(err.message, "an empty module directory"));
+    nerve_conf_destroy(&root);
+    root = s_parse_ok("modules: {a: 1}\n");
+    assert_int_equal(nerve_conf_get_module_dirs(root, dirs, 2, &n, &err), NERVE_EINVAL);
+    nerve_conf_destroy(&root);
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -863,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_conf_load_missing_file_is_enoent_with_the_path),
         cmocka_unit_test(test_conf_load_daemon_uses_the_default_only_when_it_exists),
         cmocka_unit_test(test_conf_load_reads_files_and_names_them_in_positions),
+        cmocka_unit_test(test_conf_get_str_and_module_dirs_fill_a_config),
     };
     return cmocka_run_group_tests(tests, s_tmpdir_setup, s_tmpdir_teardown);
 }

@@ -272,11 +272,11 @@ static void test_manager_config_missing_file_fails_naming_it(void **state)
 static void test_manager_config_set_replaces_and_clears(void **state)
 {
     fixture_t *fx = *state;
-    assert_int_equal(manager_config_set(&fx->cfg.metrics, "127.0.0.1:9100"), 0);
+    assert_int_equal(nerve_conf_set_str(&fx->cfg.metrics, "127.0.0.1:9100"), 0);
     assert_string_equal(fx->cfg.metrics, "127.0.0.1:9100");
-    assert_int_equal(manager_config_set(&fx->cfg.metrics, "[::1]:9100"), 0);
+    assert_int_equal(nerve_conf_set_str(&fx->cfg.metrics, "[::1]:9100"), 0);
     assert_string_equal(fx->cfg.metrics, "[::1]:9100");
-    assert_int_equal(manager_config_set(&fx->cfg.metrics, NULL), 0);
+    assert_int_equal(nerve_conf_set_str(&fx->cfg.metrics, NULL), 0);
     assert_null(fx->cfg.metrics);
     manager_config_free(&fx->cfg);
     assert_null(fx->cfg.id);
