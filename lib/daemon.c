@@ -1,12 +1,17 @@
-/*  daemon.c — sd_notify's READY=1 without libsystemd, and the daemons'
-    shared first pass over their flags (see daemon.h).
+/*  daemon.c — sd_notify's READY=1 without libsystemd, the daemons' shared
+    first pass over their flags, and their scheduling policy (see
+    daemon.h).
 
     The notify protocol is a stable, documented datagram to a unix socket;
     an abstract socket name starts with '@'.
 */
+#define _GNU_SOURCE /* SCHED_BATCH */
 #include <nerve/daemon.h>
 #include <nerve/error.h>
+#include <nerve/log.h>
 
+#include <errno.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +79,54 @@ int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, co
     optind = 1;
     opterr = 1;
     return -1;
+}
+
+const char *nerve_daemon_sched_name(nerve_sched_t policy)
+{
+    return policy == NERVE_SCHED_BATCH ? "batch" : "normal";
+}
+
+int nerve_daemon_sched_parse(const char *name, nerve_sched_t *out)
+{
+    if (strcmp(name, "batch") == 0)
+        *out = NERVE_SCHED_BATCH;
+    else if (strcmp(name, "normal") == 0)
+        *out = NERVE_SCHED_NORMAL;
+    else
+        return NERVE_EINVAL;
+    return 0;
+}
+
+int nerve_daemon_sched_conf(const nerve_conf_t *root, nerve_sched_t *out, nerve_conf_error_t *err)
+{
+    const nerve_conf_t *n = nerve_conf_get(root, "scheduling");
+    if (!n)
+        return 0;
+    const char *s;
+    int rc = nerve_conf_as_str(n, &s, err);
+    if (rc == 0 && nerve_daemon_sched_parse(s, out) != 0)
+        rc = nerve_conf_fail(n, err, "scheduling must be batch or normal");
+    return rc;
+}
+
+int nerve_daemon_schedule(nerve_sched_t policy, const char *log_id)
+{
+    if (policy != NERVE_SCHED_BATCH)
+        return 0;
+    int current = sched_getscheduler(0);
+    if (current == SCHED_BATCH)
+        return 0; /* a unit's CPUSchedulingPolicy=batch, or a second call */
+    if (current != SCHED_OTHER) {
+        NERVE_INFO(log_id, "scheduling: batch not applied, the process was started under "
+                           "policy %d (left as it is)", current);
+        return 0;
+    }
+    struct sched_param param = {.sched_priority = 0};
+    if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
+        NERVE_WARN(log_id, "scheduling: cannot switch to SCHED_BATCH (%s); going on under "
+                           "normal scheduling", strerror(errno));
+        return NERVE_EIO;
+    }
+    NERVE_DEBUG(log_id, "scheduling: batch (threads do not preempt on wakeup)");
+    return 1;
 }

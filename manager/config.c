@@ -38,6 +38,7 @@ int manager_config_defaults(manager_config_t *cfg)
     cfg->nmodules = nerve_default_module_dirs(cfg->modules, MANAGER_MAX_MODULE_DIRS);
     cfg->rules_default = true;
     cfg->commit_interval_ms = 50;
+    cfg->scheduling = NERVE_SCHED_BATCH;
     cfg->heartbeat_s = 5;
     cfg->worker_queue = 1024;
     cfg->map_size_mb = 1024;
@@ -62,7 +63,7 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     static const char *const keys[] = {
         "id",          "events",    "publisher",       "control",       "tap",       "rules",
         "modules",     "data",      "commit_interval", "metrics",       "heartbeat", "worker_queue",
-        "map_size_mb", "log_level", "security",        "publisher_key", NULL};
+        "map_size_mb", "log_level", "security",        "publisher_key", "scheduling", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     rc = rc ? rc : nerve_conf_get_str(root, "id", &cfg->id, err);
     rc = rc ? rc : nerve_conf_get_str(root, "events", &cfg->events, err);
@@ -79,6 +80,7 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
             : nerve_conf_get_module_dirs(root, cfg->modules, MANAGER_MAX_MODULE_DIRS,
                                          &cfg->nmodules, err);
     rc = rc ? rc : s_security(root, cfg, err);
+    rc = rc ? rc : nerve_daemon_sched_conf(root, &cfg->scheduling, err);
     const nerve_conf_t *n;
     int64_t v;
     if (rc == 0 && (n = nerve_conf_get(root, "commit_interval")))

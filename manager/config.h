@@ -3,7 +3,7 @@
 
     Keys: id, events, publisher, control, tap, rules, modules, data,
     commit_interval, metrics, worker_queue, map_size_mb, log_level, security,
-    publisher_key.
+    publisher_key, scheduling (batch or normal, <nerve/daemon.h>).
 
     `security:` is read by nerve_security_parse (<nerve/security.h>): CURVE
     on by default with the keys in $NERVE_HOME/keys and this daemon's own
@@ -15,6 +15,7 @@
 #define NERVE_MANAGER_CONFIG_H
 
 #include <nerve/conf.h>
+#include <nerve/daemon.h>
 #include <nerve/security.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@ typedef struct manager_config {
     size_t map_size_mb;
     nerve_security_t security; /* `security:`; own key name "manager" */
     char *publisher_key;       /* pinned on a TCP `publisher` link */
+    nerve_sched_t scheduling;  /* default batch */
     bool rules_default;       /* `rules` was not configured: create it if missing */
     char *config_path;        /* the file read, or NULL for defaults */
 } manager_config_t;

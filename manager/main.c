@@ -38,6 +38,8 @@ static void s_usage(FILE *out)
             "      --metrics HOST:PORT  serve Prometheus metrics at /metrics (off by default;\n"
             "                           a bare port means 127.0.0.1)\n"
             "      --log-level LEVEL    error, warn, info (default) or debug\n"
+            "      --scheduling POLICY  batch (default: threads do not preempt on wakeup) or\n"
+            "                           normal (as started)\n"
             "      --check              load config and rules, report, and exit\n"
             "  -h, --help               this help\n"
             "  -V, --version            print the version\n"
@@ -81,6 +83,7 @@ enum {
     OPT_LOG,
     OPT_CHECK,
     OPT_METRICS,
+    OPT_SCHED,
 };
 
 int main(int argc, char **argv)
@@ -99,6 +102,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, OPT_LOG},
         {"check", no_argument, NULL, OPT_CHECK},
         {"metrics", required_argument, NULL, OPT_METRICS},
+        {"scheduling", required_argument, NULL, OPT_SCHED},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -131,6 +135,15 @@ int main(int argc, char **argv)
         case OPT_ID: nerve_conf_set_str(&cfg.id, optarg); break;
         case OPT_CHECK: check = true; break;
         case OPT_METRICS: nerve_conf_set_str(&cfg.metrics, optarg); break;
+        case OPT_SCHED:
+            if (nerve_daemon_sched_parse(optarg, &cfg.scheduling) != 0) {
+                fprintf(stderr, "nerve-manager: --scheduling: expected batch or normal, got "
+                                "'%s'\n",
+                        optarg);
+                manager_config_free(&cfg);
+                return 2;
+            }
+            break;
         case OPT_MODULES:
             if (!modules_reset) {
                 for (size_t i = 0; i < cfg.nmodules; i++)
@@ -191,6 +204,7 @@ int main(int argc, char **argv)
     }
 
     s_signals();
+    nerve_daemon_schedule(cfg.scheduling, "manager"); /* before any thread starts */
     server_t server;
     int rc = server_start(&server, &cfg);
     if (rc == 0) {

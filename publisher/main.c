@@ -38,6 +38,8 @@ static void s_usage(FILE *out)
             "      --hwm N           queue per subscriber, in messages (default 200000)\n"
             "      --metrics HOST:PORT  Prometheus /metrics (off by default)\n"
             "      --log-level LEVEL error, warn, info or debug\n"
+            "      --scheduling POLICY  batch (default: threads do not preempt on wakeup)\n"
+            "                        or normal (as started)\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n");
 }
@@ -57,6 +59,7 @@ static int s_defaults(relay_config_t *cfg)
     char path[PATH_MAX], ep[PATH_MAX + 8];
     memset(cfg, 0, sizeof *cfg);
     cfg->hwm = 200000;
+    cfg->scheduling = NERVE_SCHED_BATCH;
     if (nerve_security_init(&cfg->security, "publisher") != 0)
         return -1;
     if (nerve_home_path("run/publisher.sock", path, sizeof path) != 0)
@@ -77,8 +80,8 @@ static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err
     int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
     if (rc != 0 || !root)
         return rc;
-    static const char *const keys[] = {"input", "output", "control", "hwm", "log_level",
-                                       "metrics", "security", NULL};
+    static const char *const keys[] = {"input",   "output",   "control",    "hwm", "log_level",
+                                       "metrics", "security", "scheduling", NULL};
     rc = nerve_conf_check_keys(root, keys, err);
     const char *names[] = {"input", "output", "control", "metrics"};
     char **slots[] = {&cfg->input, &cfg->output, &cfg->control, &cfg->metrics};
@@ -99,6 +102,8 @@ static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err
     }
     if (rc == 0)
         rc = nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
+    if (rc == 0)
+        rc = nerve_daemon_sched_conf(root, &cfg->scheduling, err);
     nerve_conf_destroy(&root);
     return rc;
 }
@@ -113,13 +118,14 @@ static void s_free(relay_config_t *cfg)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_INPUT = 256, OPT_OUTPUT, OPT_CONTROL, OPT_HWM, OPT_LOG, OPT_METRICS };
+    enum { OPT_INPUT = 256, OPT_OUTPUT, OPT_CONTROL, OPT_HWM, OPT_LOG, OPT_METRICS, OPT_SCHED };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},   {"input", required_argument, NULL, OPT_INPUT},
         {"output", required_argument, NULL, OPT_OUTPUT},
         {"control", required_argument, NULL, OPT_CONTROL},
         {"hwm", required_argument, NULL, OPT_HWM},  {"log-level", required_argument, NULL, OPT_LOG},
         {"metrics", required_argument, NULL, OPT_METRICS},
+        {"scheduling", required_argument, NULL, OPT_SCHED},
         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -141,6 +147,13 @@ int main(int argc, char **argv)
         case OPT_OUTPUT: nerve_conf_set_str(&cfg.output, optarg); break;
         case OPT_CONTROL: nerve_conf_set_str(&cfg.control, optarg); break;
         case OPT_METRICS: nerve_conf_set_str(&cfg.metrics, optarg); break;
+        case OPT_SCHED:
+            if (nerve_daemon_sched_parse(optarg, &cfg.scheduling) != 0) {
+                fprintf(stderr, "nerve-publisher: --scheduling: expected batch or normal\n");
+                s_free(&cfg);
+                return 2;
+            }
+            break;
         case OPT_HWM: {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -169,6 +182,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (optind < argc) {
+        fprintf(stderr, "nerve-publisher: unexpected argument '%s' (see --help)\n", argv[optind]);
+        s_free(&cfg);
+        return 2;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_stop;
@@ -177,6 +195,7 @@ int main(int argc, char **argv)
     sa.sa_handler = s_on_hup;
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    nerve_daemon_schedule(cfg.scheduling, "publisher"); /* before any thread starts */
     relay_t *relay = relay_new(&cfg);
     if (relay)
         nerve_daemon_ready("relaying");

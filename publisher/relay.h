@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <nerve/daemon.h>
 #include <nerve/security.h>
 
 typedef struct relay_config {
@@ -35,6 +36,7 @@ typedef struct relay_config {
     char *metrics;    /* host:port for Prometheus /metrics, or NULL */
     int hwm;          /* per-subscriber and input queue, messages */
     nerve_security_t security; /* own key name "publisher" */
+    nerve_sched_t scheduling;  /* `scheduling:`, default batch (<nerve/daemon.h>) */
 } relay_config_t;
 
 typedef struct relay_counters {

@@ -1,6 +1,6 @@
 /*  nerve/daemon.h — what every nerve daemon does the same way: telling
-    the service manager it is ready, and the first pass over its command
-    line.
+    the service manager it is ready, the first pass over its command line,
+    and how its threads are scheduled.
 
     nerve's systemd units are Type=notify: each daemon calls
     nerve_daemon_ready() once its sockets are bound and its rules or config
@@ -10,6 +10,8 @@
 */
 #ifndef NERVE_DAEMON_H
 #define NERVE_DAEMON_H
+
+#include <nerve/conf.h>
 
 #include <getopt.h>
 #include <stdio.h>
@@ -37,6 +39,44 @@ int nerve_daemon_stopping(void);
     opterr 1), or 0 after -h or -V: the exit code. */
 int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, const char *name,
                             void (*usage)(FILE *out), const char **config);
+
+/*  How a throughput daemon's threads are scheduled (the manager's and the
+    publisher's `scheduling:` key, `--scheduling`).
+
+    NERVE_SCHED_BATCH (the default): Linux's SCHED_BATCH at nice 0. The
+    manager and the publisher are pipelines of threads that hand work to
+    each other (libzmq's I/O threads, the engine, the register writer, the
+    relay). Under normal scheduling each hand-off wakes a thread that
+    preempts the one doing the work; on a saturated two-core host that
+    costs about a tenth of the throughput in switches and in batches cut
+    short (bench/RESULTS.md). A batch thread runs at once on an idle CPU
+    and gets the same share of CPU; it only does not preempt on wakeup, so
+    under contention it may wait up to one scheduler slice (about a
+    millisecond). A process a module starts inherits it, as threads do.
+
+    NERVE_SCHED_NORMAL: leave the process as it was started. */
+typedef enum { NERVE_SCHED_BATCH, NERVE_SCHED_NORMAL } nerve_sched_t;
+
+/*  "batch" or "normal" into *out. 0, or NERVE_EINVAL. */
+int nerve_daemon_sched_parse(const char *name, nerve_sched_t *out);
+
+/*  Reads the `scheduling:` key of a daemon's config into *out, when it is
+    there. 0, or an error naming the key's position in err. */
+int nerve_daemon_sched_conf(const nerve_conf_t *root, nerve_sched_t *out,
+                            nerve_conf_error_t *err);
+
+/*  Applies `policy` to the calling thread and logs what it did under
+    `log_id`. Call it before any thread is started (libzmq's I/O threads
+    included): threads inherit it. BATCH changes only a thread under
+    normal scheduling (SCHED_OTHER); one a unit's CPUSchedulingPolicy= put
+    elsewhere (fifo, rr, idle) is left as the operator chose. Returns 1 if
+    it changed the policy, 0 if it left it alone, or NERVE_EIO if the
+    kernel refused (logged as a warning: the daemon goes on, it only costs
+    throughput). */
+int nerve_daemon_schedule(nerve_sched_t policy, const char *log_id);
+
+/*  "batch", "normal": the name nerve_daemon_sched_parse() takes. */
+const char *nerve_daemon_sched_name(nerve_sched_t policy);
 
 #ifdef __cplusplus
 }

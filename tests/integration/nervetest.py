@@ -178,6 +178,21 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def thread_policies(pid):
+    """{thread name: scheduling policy} of every thread of process `pid`
+    (os.SCHED_BATCH, os.SCHED_OTHER, ...)."""
+    policies = {}
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "comm")) as f:
+                name = f.read().strip()
+            policies["%s/%s" % (name, tid)] = os.sched_getscheduler(int(tid))
+        except (OSError, ProcessLookupError):
+            pass  # the thread ended meanwhile
+    return policies
+
+
 class Daemon:
     """A nerve process with its log captured to a file."""
 

@@ -9,7 +9,8 @@ import time
 
 import msgpack
 
-from nervetest import ManagerTest, MODULES, free_port, is_event, main, scrape, wait_until
+from nervetest import (ManagerTest, MODULES, free_port, is_event, main, scrape, thread_policies,
+                       wait_until)
 
 TEST_MODULES = os.environ.get("NERVE_TEST_MODULE_DIR",
                               os.path.join(os.path.dirname(MODULES), "test-modules"))
@@ -436,6 +437,23 @@ class RegistersAcrossReload(ManagerTest):
         bus.send("/t/sum", 10, host="r1")
         _, p = bus.wait_for(is_event("/out/sum"))
         self.assertEqual(p["data"]["total"], 30)
+
+
+class Scheduling(ManagerTest):
+    def test_threads_run_batch_scheduled_unless_configured_normal(self):
+        """Every thread (engine, libzmq's, regstore, workers) inherits
+        SCHED_BATCH from main(); `--scheduling normal` leaves them as
+        started."""
+        self.start_manager()
+        got = thread_policies(self.manager.proc.pid)
+        self.assertTrue(any(n.startswith("regstore/") for n in got), got)
+        self.assertTrue(any(n.startswith("ZMQbg/") for n in got), got)
+        self.assertEqual(set(got.values()), {os.SCHED_BATCH}, got)
+
+        self.extra = ["--scheduling", "normal"]
+        self.restart_manager()
+        got = thread_policies(self.manager.proc.pid)
+        self.assertEqual(set(got.values()), {os.SCHED_OTHER}, got)
 
 
 if __name__ == "__main__":

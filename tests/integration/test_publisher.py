@@ -13,8 +13,8 @@ import urllib.request
 import msgpack
 import zmq
 
-from nervetest import (BUILD, Daemon, curve_client, free_port, keys_dir, main, wait_until,
-                       write_keypair)
+from nervetest import (BUILD, Daemon, curve_client, free_port, keys_dir, main,
+                       thread_policies, wait_until, write_keypair)
 
 
 class Publisher(unittest.TestCase):
@@ -104,6 +104,28 @@ class Publisher(unittest.TestCase):
         self.assertTrue(sub.poll(5000), "nothing relayed after SIGHUP")
         self.assertEqual(sub.recv_multipart(), [b"@all/", b"\x80"])
         self.assertEqual(self.status()["relayed"], 1)
+
+    def test_threads_run_batch_scheduled_and_a_bad_policy_is_refused(self):
+        wait_until(lambda: self.pub.alive() and os.path.exists(self.control[6:]),
+                   what="publisher control socket")
+        self.status()  # ready: its I/O threads exist
+        got = thread_policies(self.pub.proc.pid)
+        self.assertTrue(any(n.startswith("ZMQbg/") for n in got), got)
+        self.assertEqual(set(got.values()), {os.SCHED_BATCH}, got)
+        bad = Daemon("publisher-bad", [os.path.join(BUILD, "nerve-publisher"),
+                                       "--scheduling", "fifo"], self.dir,
+                     env={"NERVE_HOME": self.dir}).start()
+        self.assertEqual(bad.proc.wait(10), 2)
+        bad.stop()
+        self.assertIn("--scheduling: expected batch or normal", bad.output())
+        conf = os.path.join(self.dir, "publisher.yaml")
+        with open(conf, "w") as f:
+            f.write("hwm: 5000\nscheduling: fifo\n")
+        bad = Daemon("publisher-bad-conf", [os.path.join(BUILD, "nerve-publisher"), "-c", conf],
+                     self.dir, env={"NERVE_HOME": self.dir}).start()
+        self.assertEqual(bad.proc.wait(10), 2)
+        bad.stop()
+        self.assertIn("%s:2:13: scheduling must be batch or normal" % conf, bad.output())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-/*  test_daemon.c — the READY=1 datagram systemd's Type=notify waits for. */
+/*  test_daemon.c — the READY=1 datagram systemd's Type=notify waits for,
+    the daemons' first pass over their flags, and their scheduling policy. */
+#define _GNU_SOURCE /* SCHED_BATCH, SCHED_IDLE */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,8 @@
 #include <nerve/daemon.h>
 #include <nerve/error.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +104,102 @@ static void test_first_pass_finds_config_and_answers_help_and_version(void **sta
     assert_int_equal(s_usage_calls, 1);
 }
 
+/* ------------------------------------------------------------ scheduling */
+
+static void test_sched_parse_takes_batch_and_normal_only(void **state)
+{
+    (void)state;
+    nerve_sched_t p = NERVE_SCHED_NORMAL;
+    assert_int_equal(nerve_daemon_sched_parse("batch", &p), 0);
+    assert_int_equal(p, NERVE_SCHED_BATCH);
+    assert_string_equal(nerve_daemon_sched_name(p), "batch");
+    assert_int_equal(nerve_daemon_sched_parse("normal", &p), 0);
+    assert_int_equal(p, NERVE_SCHED_NORMAL);
+    assert_string_equal(nerve_daemon_sched_name(p), "normal");
+    const char *bad[] = {"", "Batch", "fifo", "idle", "batch ", "other"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(nerve_daemon_sched_parse(bad[i], &p), NERVE_EINVAL);
+        assert_int_equal(p, NERVE_SCHED_NORMAL); /* untouched */
+    }
+}
+
+static void *s_policy_of_new_thread(void *arg)
+{
+    *(int *)arg = sched_getscheduler(0);
+    return NULL;
+}
+
+/*  The policy of a thread started now by the calling thread. */
+static int s_inherited_policy(void)
+{
+    pthread_t t;
+    int policy = -1;
+    assert_int_equal(pthread_create(&t, NULL, s_policy_of_new_thread, &policy), 0);
+    pthread_join(t, NULL);
+    return policy;
+}
+
+/*  Each case runs on a thread of its own, so the test program's own
+    thread keeps its policy. */
+typedef struct {
+    int start_policy; /* set before the call */
+    nerve_sched_t ask;
+    int rc, after, inherited, again;
+} sched_case_t;
+
+static void *s_run_sched_case(void *arg)
+{
+    sched_case_t *c = arg;
+    struct sched_param sp = {.sched_priority = 0};
+    if (c->start_policy != SCHED_OTHER)
+        assert_int_equal(sched_setscheduler(0, c->start_policy, &sp), 0);
+    c->rc = nerve_daemon_schedule(c->ask, "test");
+    c->after = sched_getscheduler(0);
+    c->inherited = s_inherited_policy();
+    c->again = nerve_daemon_schedule(c->ask, "test");
+    return NULL;
+}
+
+static sched_case_t s_sched_case(int start_policy, nerve_sched_t ask)
+{
+    sched_case_t c = {.start_policy = start_policy, .ask = ask, .rc = -100};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, s_run_sched_case, &c), 0);
+    pthread_join(t, NULL);
+    return c;
+}
+
+static void test_schedule_batch_applies_to_the_caller_and_the_threads_it_starts(void **state)
+{
+    (void)state;
+    sched_case_t c = s_sched_case(SCHED_OTHER, NERVE_SCHED_BATCH);
+    assert_int_equal(c.rc, 1);
+    assert_int_equal(c.after, SCHED_BATCH);
+    assert_int_equal(c.inherited, SCHED_BATCH);
+    assert_int_equal(c.again, 0); /* already batch: nothing to do */
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER); /* this thread is untouched */
+}
+
+static void test_schedule_normal_leaves_the_policy_alone(void **state)
+{
+    (void)state;
+    sched_case_t c = s_sched_case(SCHED_OTHER, NERVE_SCHED_NORMAL);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.after, SCHED_OTHER);
+    assert_int_equal(c.inherited, SCHED_OTHER);
+}
+
+/*  A process started under another policy (a unit's
+    CPUSchedulingPolicy=idle, say) keeps the operator's choice. */
+static void test_schedule_batch_keeps_a_policy_the_operator_chose(void **state)
+{
+    (void)state;
+    sched_case_t c = s_sched_case(SCHED_IDLE, NERVE_SCHED_BATCH);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.after, SCHED_IDLE);
+    assert_int_equal(c.inherited, SCHED_IDLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +207,10 @@ int main(void)
         cmocka_unit_test(test_ready_is_a_no_op_outside_systemd),
         cmocka_unit_test(test_ready_refuses_a_relative_socket_path),
         cmocka_unit_test(test_first_pass_finds_config_and_answers_help_and_version),
+        cmocka_unit_test(test_sched_parse_takes_batch_and_normal_only),
+        cmocka_unit_test(test_schedule_batch_applies_to_the_caller_and_the_threads_it_starts),
+        cmocka_unit_test(test_schedule_normal_leaves_the_policy_alone),
+        cmocka_unit_test(test_schedule_batch_keeps_a_policy_the_operator_chose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

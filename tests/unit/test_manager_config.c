@@ -128,6 +128,7 @@ static void test_manager_config_defaults_live_under_nerve_home(void **state)
     assert_string_equal(c->security.name, "manager");
     assert_string_equal(c->publisher_key, "publisher");
     assert_true(c->rules_default); /* the manager may create it */
+    assert_int_equal(c->scheduling, NERVE_SCHED_BATCH);
     assert_null(c->config_path);
 }
 
@@ -162,7 +163,8 @@ static void test_manager_config_reads_every_key(void **state)
                   "log_level: debug\n"
                   "security: {curve: false, keys: /etc/nerve/keys, insecure: true,\n"
                   "           auto_accept: false}\n"
-                  "publisher_key: /etc/nerve/keys/publisher.pub\n");
+                  "publisher_key: /etc/nerve/keys/publisher.pub\n"
+                  "scheduling: normal\n");
     const manager_config_t *c = &fx->cfg;
     assert_string_equal(c->id, "mgr1");
     assert_string_equal(c->events, "tcp://*:9450");
@@ -184,7 +186,21 @@ static void test_manager_config_reads_every_key(void **state)
     assert_true(c->security.insecure);
     assert_string_equal(c->security.keys, "/etc/nerve/keys");
     assert_string_equal(c->publisher_key, "/etc/nerve/keys/publisher.pub");
+    assert_int_equal(c->scheduling, NERVE_SCHED_NORMAL);
     assert_string_equal(c->config_path, fx->path);
+}
+
+/*  The example shipped for /etc/nerve/manager.yaml loads as it is. */
+static void test_manager_config_example_file_loads(void **state)
+{
+    fixture_t *fx = *state;
+    const char *path = NERVE_SOURCE_DIR "/examples/etc/manager.yaml";
+    int rc = manager_config_load(&fx->cfg, path, &fx->err);
+    if (rc != 0)
+        fail_msg("%s: %s", path, fx->err.message);
+    assert_string_equal(fx->cfg.id, "manager1");
+    assert_int_equal(fx->cfg.scheduling, NERVE_SCHED_BATCH);
+    assert_int_equal(fx->cfg.commit_interval_ms, 50);
 }
 
 static void test_manager_config_modules_may_be_one_string(void **state)
@@ -214,7 +230,7 @@ static void test_manager_config_unknown_key_fails_with_its_position(void **state
                  3, 1,
                  "unknown key 'event' (expected one of: id, events, publisher, control, tap, "
                  "rules, modules, data, commit_interval, metrics, heartbeat, worker_queue, "
-                 "map_size_mb, log_level, security, publisher_key)");
+                 "map_size_mb, log_level, security, publisher_key, scheduling)");
 }
 
 static void test_manager_config_unknown_security_key_fails_with_its_position(void **state)
@@ -236,6 +252,8 @@ static void test_manager_config_wrong_types_fail_with_their_position(void **stat
     s_load_fails(fx, "map_size_mb: lots\n", 1, 14,
                  "expected an integer between 1 and 1048576, got 'lots'");
     s_load_fails(fx, "log_level: loud\n", 1, 12, "log_level must be error, warn, info or debug");
+    s_load_fails(fx, "scheduling: fifo\n", 1, 13, "scheduling must be batch or normal");
+    assert_int_equal(fx->cfg.scheduling, NERVE_SCHED_BATCH);
     s_load_fails(fx, "security: {insecure: maybe}\n", 1, 22, "expected true or false, got 'maybe'");
     s_load_fails(fx, "security: {curve: false}\n", 1, 19,
                  "curve: false turns encryption and authentication off; write insecure: true "
@@ -292,6 +310,7 @@ int main(void)
         T(test_manager_config_defaults_live_under_nerve_home),
         T(test_manager_config_empty_file_keeps_the_defaults),
         T(test_manager_config_reads_every_key),
+        T(test_manager_config_example_file_loads),
         T(test_manager_config_modules_may_be_one_string),
         T(test_manager_config_heartbeat_under_a_second_rounds_up_to_one),
         T(test_manager_config_unknown_key_fails_with_its_position),
