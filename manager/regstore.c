@@ -204,10 +204,21 @@ static inline uint64_t s_read8(const uint8_t *p)
     return v;
 }
 
+static inline uint64_t s_read4(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/*  wyhash's shape: 16 bytes a round, and the tail read as (overlapping)
+    fixed-size words, so that no byte count reaches memcpy() as a variable
+    (which would be a call per key). */
 static uint64_t s_hash(uint64_t seed, const uint8_t *p, size_t n)
 {
     const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull;
     uint64_t h = seed, len = n;
+    const uint8_t *end = p + n;
     while (n > 16) {
         h = s_mum(s_read8(p) ^ k0, s_read8(p + 8) ^ h);
         p += 16;
@@ -216,9 +227,11 @@ static uint64_t s_hash(uint64_t seed, const uint8_t *p, size_t n)
     uint64_t a = 0, b = 0;
     if (n > 8) {
         a = s_read8(p);
-        memcpy(&b, p + 8, n - 8);
+        b = s_read8(end - 8); /* overlaps a when n < 16 */
+    } else if (n >= 4) {
+        a = s_read4(p) << 32 | s_read4(end - 4);
     } else if (n > 0) {
-        memcpy(&a, p, n);
+        a = (uint64_t)p[0] << 16 | (uint64_t)p[n >> 1] << 8 | p[n - 1];
     }
     h = s_mum(a ^ k0, b ^ h ^ k1);
     return s_mum(h ^ k1, len ^ k0);
