@@ -5,7 +5,7 @@
     The notify protocol is a stable, documented datagram to a unix socket;
     an abstract socket name starts with '@'.
 */
-#define _GNU_SOURCE /* SCHED_BATCH */
+#define _GNU_SOURCE /* SCHED_BATCH, SCHED_IDLE, SCHED_RESET_ON_FORK */
 #include <nerve/daemon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
@@ -109,24 +109,44 @@ int nerve_daemon_sched_conf(const nerve_conf_t *root, nerve_sched_t *out, nerve_
     return rc;
 }
 
+static const char *s_policy_name(int policy)
+{
+    switch (policy) {
+    case SCHED_OTHER: return "normal";
+    case SCHED_BATCH: return "batch";
+    case SCHED_IDLE: return "idle";
+    case SCHED_FIFO: return "fifo";
+    case SCHED_RR: return "rr";
+    default: return "another policy";
+    }
+}
+
 int nerve_daemon_schedule(nerve_sched_t policy, const char *log_id)
 {
     if (policy != NERVE_SCHED_BATCH)
         return 0;
     int current = sched_getscheduler(0);
+    if (current < 0) {
+        NERVE_WARN(log_id, "scheduling: cannot read the policy (%s); left as it is",
+                   strerror(errno));
+        return NERVE_EIO;
+    }
+    int reset_on_fork = current & SCHED_RESET_ON_FORK; /* a unit's CPUSchedulingResetOnFork= */
+    current &= ~SCHED_RESET_ON_FORK;
     if (current == SCHED_BATCH)
         return 0; /* a unit's CPUSchedulingPolicy=batch, or a second call */
     if (current != SCHED_OTHER) {
-        NERVE_INFO(log_id, "scheduling: batch not applied, the process was started under "
-                           "policy %d (left as it is)", current);
+        NERVE_INFO(log_id, "scheduling: started under %s; left as it is, not batch",
+                   s_policy_name(current));
         return 0;
     }
     struct sched_param param = {.sched_priority = 0};
-    if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
+    if (sched_setscheduler(0, SCHED_BATCH | reset_on_fork, &param) != 0) {
         NERVE_WARN(log_id, "scheduling: cannot switch to SCHED_BATCH (%s); going on under "
                            "normal scheduling", strerror(errno));
         return NERVE_EIO;
     }
-    NERVE_DEBUG(log_id, "scheduling: batch (threads do not preempt on wakeup)");
+    NERVE_DEBUG(log_id, "scheduling: %s (threads do not preempt on wakeup)",
+                nerve_daemon_sched_name(policy));
     return 1;
 }

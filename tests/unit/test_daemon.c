@@ -1,6 +1,6 @@
 /*  test_daemon.c — the READY=1 datagram systemd's Type=notify waits for,
     the daemons' first pass over their flags, and their scheduling policy. */
-#define _GNU_SOURCE /* SCHED_BATCH, SCHED_IDLE */
+#define _GNU_SOURCE /* SCHED_BATCH, SCHED_IDLE, SCHED_RESET_ON_FORK */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -189,6 +189,17 @@ static void test_schedule_normal_leaves_the_policy_alone(void **state)
     assert_int_equal(c.inherited, SCHED_OTHER);
 }
 
+/*  A unit's CPUSchedulingResetOnFork=yes is kept through the switch. */
+static void test_schedule_batch_keeps_reset_on_fork(void **state)
+{
+    (void)state;
+    sched_case_t c = s_sched_case(SCHED_OTHER | SCHED_RESET_ON_FORK, NERVE_SCHED_BATCH);
+    assert_int_equal(c.rc, 1);
+    assert_int_equal(c.after, SCHED_BATCH | SCHED_RESET_ON_FORK);
+    assert_int_equal(c.inherited, SCHED_BATCH); /* the flag itself is not inherited */
+    assert_int_equal(c.again, 0);
+}
+
 /*  A process started under another policy (a unit's
     CPUSchedulingPolicy=idle, say) keeps the operator's choice. */
 static void test_schedule_batch_keeps_a_policy_the_operator_chose(void **state)
@@ -211,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_schedule_batch_applies_to_the_caller_and_the_threads_it_starts),
         cmocka_unit_test(test_schedule_normal_leaves_the_policy_alone),
         cmocka_unit_test(test_schedule_batch_keeps_a_policy_the_operator_chose),
+        cmocka_unit_test(test_schedule_batch_keeps_reset_on_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
