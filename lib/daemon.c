@@ -146,7 +146,7 @@ int nerve_daemon_schedule(nerve_sched_t policy, const char *log_id)
                            "normal scheduling", strerror(errno));
         return NERVE_EIO;
     }
-    NERVE_DEBUG(log_id, "scheduling: %s (threads do not preempt on wakeup)",
+    NERVE_INFO(log_id, "scheduling: %s (threads do not preempt on wakeup)",
                 nerve_daemon_sched_name(policy));
     return 1;
 }

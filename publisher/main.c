@@ -38,7 +38,7 @@ static void s_usage(FILE *out)
             "      --hwm N           queue per subscriber, in messages (default 200000)\n"
             "      --metrics HOST:PORT  Prometheus /metrics (off by default)\n"
             "      --log-level LEVEL error, warn, info or debug\n"
-            "      --scheduling POLICY  batch (default: threads do not preempt on wakeup)\n"
+            "      --scheduling POLICY batch (default: threads do not preempt on wakeup)\n"
             "                        or normal (as started)\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n");
@@ -149,7 +149,9 @@ int main(int argc, char **argv)
         case OPT_METRICS: nerve_conf_set_str(&cfg.metrics, optarg); break;
         case OPT_SCHED:
             if (nerve_daemon_sched_parse(optarg, &cfg.scheduling) != 0) {
-                fprintf(stderr, "nerve-publisher: --scheduling: expected batch or normal\n");
+                fprintf(stderr,
+                        "nerve-publisher: --scheduling: expected batch or normal, got '%s'\n",
+                        optarg);
                 s_free(&cfg);
                 return 2;
             }

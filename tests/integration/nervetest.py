@@ -193,6 +193,14 @@ def thread_policies(pid):
     return policies
 
 
+# Daemons inherit the scheduling policy they are started under: tests of
+# their own policy need the default one (not a runner under chrt or a
+# unit's CPUSchedulingPolicy=). A decorator, so that setUp does not run.
+normal_scheduling_only = unittest.skipUnless(
+    os.sched_getscheduler(0) == os.SCHED_OTHER,
+    "the tests run under scheduling policy %d, not SCHED_OTHER" % os.sched_getscheduler(0))
+
+
 class Daemon:
     """A nerve process with its log captured to a file."""
 

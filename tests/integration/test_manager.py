@@ -9,8 +9,8 @@ import time
 
 import msgpack
 
-from nervetest import (ManagerTest, MODULES, free_port, is_event, main, scrape, thread_policies,
-                       wait_until)
+from nervetest import (ManagerTest, MODULES, free_port, is_event, main, scrape,
+                       normal_scheduling_only, thread_policies, wait_until)
 
 TEST_MODULES = os.environ.get("NERVE_TEST_MODULE_DIR",
                               os.path.join(os.path.dirname(MODULES), "test-modules"))
@@ -440,6 +440,7 @@ class RegistersAcrossReload(ManagerTest):
 
 
 class Scheduling(ManagerTest):
+    @normal_scheduling_only
     def test_threads_run_batch_scheduled_unless_configured_normal(self):
         """Every thread (engine, libzmq's, regstore, workers) inherits
         SCHED_BATCH from main(); `--scheduling normal` leaves them as

@@ -14,7 +14,8 @@ import msgpack
 import zmq
 
 from nervetest import (BUILD, Daemon, curve_client, free_port, keys_dir, main,
-                       thread_policies, wait_until, write_keypair)
+                       normal_scheduling_only, thread_policies, wait_until,
+                       write_keypair)
 
 
 class Publisher(unittest.TestCase):
@@ -105,6 +106,7 @@ class Publisher(unittest.TestCase):
         self.assertEqual(sub.recv_multipart(), [b"@all/", b"\x80"])
         self.assertEqual(self.status()["relayed"], 1)
 
+    @normal_scheduling_only
     def test_threads_run_batch_scheduled_and_a_bad_policy_is_refused(self):
         wait_until(lambda: self.pub.alive() and os.path.exists(self.control[6:]),
                    what="publisher control socket")
@@ -115,16 +117,16 @@ class Publisher(unittest.TestCase):
         bad = Daemon("publisher-bad", [os.path.join(BUILD, "nerve-publisher"),
                                        "--scheduling", "fifo"], self.dir,
                      env={"NERVE_HOME": self.dir}).start()
+        self.addCleanup(bad.stop)
         self.assertEqual(bad.proc.wait(10), 2)
-        bad.stop()
         self.assertIn("--scheduling: expected batch or normal", bad.output())
         conf = os.path.join(self.dir, "publisher.yaml")
         with open(conf, "w") as f:
             f.write("hwm: 5000\nscheduling: fifo\n")
         bad = Daemon("publisher-bad-conf", [os.path.join(BUILD, "nerve-publisher"), "-c", conf],
                      self.dir, env={"NERVE_HOME": self.dir}).start()
+        self.addCleanup(bad.stop)
         self.assertEqual(bad.proc.wait(10), 2)
-        bad.stop()
         self.assertIn("%s:2:13: scheduling must be batch or normal" % conf, bad.output())
 
 

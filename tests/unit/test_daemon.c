@@ -151,8 +151,8 @@ static void *s_run_sched_case(void *arg)
 {
     sched_case_t *c = arg;
     struct sched_param sp = {.sched_priority = 0};
-    if (c->start_policy != SCHED_OTHER)
-        assert_int_equal(sched_setscheduler(0, c->start_policy, &sp), 0);
+    /* Always set: the test may itself run under another policy (chrt). */
+    assert_int_equal(sched_setscheduler(0, c->start_policy, &sp), 0);
     c->rc = nerve_daemon_schedule(c->ask, "test");
     c->after = sched_getscheduler(0);
     c->inherited = s_inherited_policy();
@@ -169,6 +169,8 @@ static sched_case_t s_sched_case(int start_policy, nerve_sched_t ask)
     return c;
 }
 
+static int s_runner_policy; /* this program's own, read in main() */
+
 static void test_schedule_batch_applies_to_the_caller_and_the_threads_it_starts(void **state)
 {
     (void)state;
@@ -177,7 +179,7 @@ static void test_schedule_batch_applies_to_the_caller_and_the_threads_it_starts(
     assert_int_equal(c.after, SCHED_BATCH);
     assert_int_equal(c.inherited, SCHED_BATCH);
     assert_int_equal(c.again, 0); /* already batch: nothing to do */
-    assert_int_equal(sched_getscheduler(0), SCHED_OTHER); /* this thread is untouched */
+    assert_int_equal(sched_getscheduler(0), s_runner_policy); /* this thread is untouched */
 }
 
 static void test_schedule_normal_leaves_the_policy_alone(void **state)
@@ -213,6 +215,7 @@ static void test_schedule_batch_keeps_a_policy_the_operator_chose(void **state)
 
 int main(void)
 {
+    s_runner_policy = sched_getscheduler(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_sends_ready_and_status_to_notify_socket),
         cmocka_unit_test(test_ready_is_a_no_op_outside_systemd),
