@@ -114,14 +114,6 @@ enum { S_RAW, S_PUB, S_MGR, S_CASES, S_ACT = S_CASES /* real actors, after the r
 static const char *const s_case_name[] = {"raw libzmq PUB/SUB", "nerve-publisher",
                                           "nerve-manager + publisher"};
 
-static volatile sig_atomic_t s_interrupted; /* SIGINT/SIGTERM: clean up, exit */
-
-static void s_on_signal(int sig)
-{
-    (void)sig;
-    s_interrupted = 1;
-}
-
 /* ------------------------------------------------------------------- farm */
 
 /*  The subscribers: S_FARM_THREADS threads, each polling its share of the
@@ -337,46 +329,7 @@ done:
 
 /* ---------------------------------------------------------------- daemons */
 
-/*  CPU time (user + system, all threads) the process has used so far, in
-    µs; 0 if it cannot be read. */
-static uint64_t s_cpu_us(const daemon_t *self)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)self->pid);
-    FILE *f = self->pid > 0 ? fopen(path, "r") : NULL;
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    unsigned long long utime = 0, stime = 0;
-    if (!p ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return 0;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (utime + stime) * 1000000ull / (uint64_t)(hz > 0 ? hz : 100);
-}
-
 /* ---------------------------------------------------------------- control */
-
-/*  A TCP port free on 127.0.0.1 right now, for a daemon to bind (the
-    daemons take an endpoint, not a wildcard they could report back). */
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 /* ----------------------------------------------------------------- frames */
 
@@ -912,16 +865,7 @@ int main(int argc, char **argv)
                 S_ROUNDS_MAX, S_FARM_THREADS, S_SUBS_MAX);
         return 2;
     }
-    const char *build = getenv("NERVE_BENCH_BUILD_DIR");
-    if (!build || !*build)
-        build = NERVE_BUILD_DIR;
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal; /* no SA_RESTART: blocked calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    const char *build = s_bench_init();
 
     char dir[] = "/tmp/nerve-bench-fanout-XXXXXX";
     if (!mkdtemp(dir)) {

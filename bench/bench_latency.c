@@ -114,14 +114,6 @@ static int s_side_of(uint64_t phase)
     return (int)((phase + phase / 2) % 2);
 }
 
-static volatile sig_atomic_t s_interrupted; /* SIGINT/SIGTERM: clean up, exit */
-
-static void s_on_signal(int sig)
-{
-    (void)sig;
-    s_interrupted = 1;
-}
-
 /*  Helper threads leave SIGINT and SIGTERM to the main thread, whose
     handler sets s_interrupted; blocking calls there return EINTR. */
 static void s_block_signals(void)
@@ -627,64 +619,21 @@ static bool s_fleet_alive(void *arg)
     return s_alive(&self->pub) && s_alive(&self->mgr) && s_alive(&self->actor);
 }
 
-/*  CPU time (user + system) of a process or thread so far, in µs, from
-    its /proc stat file; 0 if it cannot be read. */
-static uint64_t s_stat_cpu_us(const char *path)
-{
-    char buf[1024];
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    unsigned long long utime = 0, stime = 0;
-    if (!p ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return 0;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (utime + stime) * 1000000ull / (uint64_t)(hz > 0 ? hz : 100);
-}
-
-static uint64_t s_cpu_us(const daemon_t *self)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)self->pid);
-    return self->pid > 0 ? s_stat_cpu_us(path) : 0;
-}
-
 /*  The raw pipeline's CPU time: its threads and its contexts' threads. */
 static uint64_t s_raw_cpu_us(const raw_t *self)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < self->ntids; i++) {
         char path[64];
+        uint64_t us = 0;
         snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)self->tids[i]);
-        sum += s_stat_cpu_us(path);
+        if (s_proc_stat(path, NULL, 0, &us))
+            sum += us;
     }
     return sum;
 }
 
 /* ---------------------------------------------------------------- control */
-
-/*  A TCP port free on 127.0.0.1 right now, for a daemon to bind (the
-    daemons take an endpoint, not a wildcard they could report back). */
-static int s_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 /* ----------------------------------------------------------------- sender */
 
@@ -918,16 +867,7 @@ int main(int argc, char **argv)
         return 2;
     }
     uint64_t per_phase = rate, nphases = 2 * pairs; /* one second a phase */
-    const char *build = getenv("NERVE_BENCH_BUILD_DIR");
-    if (!build || !*build)
-        build = NERVE_BUILD_DIR;
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal; /* no SA_RESTART: blocked calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    const char *build = s_bench_init();
     prctl(PR_SET_TIMERSLACK, 1UL); /* wake on the schedule, not 50 µs late */
 
     char dir[] = "/tmp/nerve-bench-latency-XXXXXX";

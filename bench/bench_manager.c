@@ -93,13 +93,6 @@
 #define S_MARKS_MAX    64
 #define S_TAG_STRIDE   32 /* "/bench/metric99/host999" + NUL fits */
 
-static volatile sig_atomic_t s_interrupted; /* SIGINT/SIGTERM: clean up, exit */
-
-static void s_on_signal(int sig)
-{
-    s_interrupted = 1;
-}
-
 /* ------------------------------------------------------------------ events */
 
 typedef struct pool {
@@ -433,21 +426,21 @@ static int s_wait_accepted(void *dealer, daemon_t *mgr, uint64_t target, reply_t
 #define S_CPU_NAMES 12
 
 typedef struct cpu_use {
-    char names[S_CPU_NAMES][17];
-    uint64_t ticks[S_CPU_NAMES];
+    char names[S_CPU_NAMES][80];
+    uint64_t us[S_CPU_NAMES]; /* CPU time used so far */
     size_t n;
 } cpu_use_t;
 
-static void s_cpu_add(cpu_use_t *c, const char *name, uint64_t ticks)
+static void s_cpu_add(cpu_use_t *c, const char *name, uint64_t us)
 {
     for (size_t i = 0; i < c->n; i++)
         if (strcmp(c->names[i], name) == 0) {
-            c->ticks[i] += ticks;
+            c->us[i] += us;
             return;
         }
     if (c->n < S_CPU_NAMES) {
         snprintf(c->names[c->n], sizeof c->names[c->n], "%s", name);
-        c->ticks[c->n++] = ticks;
+        c->us[c->n++] = us;
     }
 }
 
@@ -463,25 +456,12 @@ static void s_cpu_read(cpu_use_t *c, pid_t pid, const char *who)
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        char stat_path[600], line[1024];
+        char stat_path[600], thread_name[64];
+        uint64_t us;
         snprintf(stat_path, sizeof stat_path, "%s/%s/stat", path, de->d_name);
-        FILE *f = fopen(stat_path, "r");
-        if (!f)
+        if (!s_proc_stat(stat_path, thread_name, sizeof thread_name, &us))
             continue;
-        size_t got = fread(line, 1, sizeof line - 1, f);
-        fclose(f);
-        line[got] = '\0';
-        char *open = strchr(line, '('), *close = strrchr(line, ')');
-        if (!open || !close || close < open)
-            continue;
-        *close = '\0';
-        unsigned long long utime = 0, stime = 0;
-        /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
-           majflt cmajflt utime stime */
-        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                   &stime) != 2)
-            continue;
-        const char *thread = open + 1;
+        const char *thread = thread_name;
         if (strcmp(thread, "nerve-manager") == 0 || strcmp(thread, "nerve-publisher") == 0 ||
             strcmp(thread, "bench_manager") == 0)
             thread = "main"; /* the engine; the publisher's relay */
@@ -489,9 +469,9 @@ static void s_cpu_read(cpu_use_t *c, pid_t pid, const char *who)
             thread = "zmq-io";
         else if (strncmp(thread, "ZMQbg/", 6) == 0)
             thread = "zmq-other";
-        char name[17];
+        char name[80];
         snprintf(name, sizeof name, "%s%s", who, thread);
-        s_cpu_add(c, name, utime + stime);
+        s_cpu_add(c, name, us);
     }
     closedir(d);
 }
@@ -686,15 +666,13 @@ static void s_print_cpu(const mgr_result_t *res)
 {
     if (res->timed_events == 0)
         return;
-    double us_per_tick = 1e6 / (double)sysconf(_SC_CLK_TCK);
     printf("  CPU per event, us    ");
     for (size_t i = 0; i < res->cpu_after.n; i++) {
         uint64_t before = 0;
         for (size_t j = 0; j < res->cpu_before.n; j++)
             if (strcmp(res->cpu_before.names[j], res->cpu_after.names[i]) == 0)
-                before = res->cpu_before.ticks[j];
-        double us = (double)(res->cpu_after.ticks[i] - before) * us_per_tick /
-                    (double)res->timed_events;
+                before = res->cpu_before.us[j];
+        double us = (double)(res->cpu_after.us[i] - before) / (double)res->timed_events;
         if (us >= 0.005)
             printf(" %s %.2f", strcmp(res->cpu_after.names[i], "main") == 0
                                    ? "engine"
@@ -748,16 +726,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_manager [events per round [rounds < %d]]\n", S_MARKS_MAX);
         return 2;
     }
-    const char *build = getenv("NERVE_BENCH_BUILD_DIR");
-    if (!build || !*build)
-        build = NERVE_BUILD_DIR;
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal; /* no SA_RESTART: blocked calls return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    const char *build = s_bench_init();
     uint64_t started = nerve_clock_mono_ns();
 
     char dir[] = "/tmp/nerve-bench-manager-XXXXXX";

@@ -19,6 +19,11 @@
     a reply_t that owns it, because the unpacked strings point into the
     bytes they came from and must outlive the frame.
 
+    Also shared: the process set-up every bench's main() starts with
+    (s_bench_init(): SIGINT/SIGTERM set s_interrupted, which the loops
+    check; the build directory to take daemons from), CPU time from /proc
+    (s_proc_stat(), s_cpu_us()), and a free loopback port (s_free_port()).
+
     The includer defines BENCH_NAME, its program name as a string literal
     ("bench_manager"), before including this: every message is prefixed
     with it, as the benches' own messages are. It also needs _GNU_SOURCE
@@ -34,10 +39,12 @@
 #include <nerve/log.h>
 #include <nerve/value.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <msgpack.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,11 +52,87 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+/* ----------------------------------------------------------------- process */
+
+static volatile sig_atomic_t s_interrupted; /* SIGINT/SIGTERM: clean up, exit */
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_interrupted = 1;
+}
+
+/*  What every bench's main() does first: SIGPIPE ignored, SIGINT and
+    SIGTERM set s_interrupted (without SA_RESTART, so blocked calls return
+    EINTR and the loops see it). Returns the build directory the daemons
+    and modules are taken from: $NERVE_BENCH_BUILD_DIR, else the one this
+    was compiled in. */
+static const char *s_bench_init(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    const char *build = getenv("NERVE_BENCH_BUILD_DIR");
+    return build && *build ? build : NERVE_BUILD_DIR;
+}
+
+/*  A /proc/<pid>[/task/<tid>]/stat file: the name in parentheses (into
+    name, when not NULL) and the CPU time used so far, user + system, in
+    µs. Returns false if it cannot be read. */
+static bool s_proc_stat(const char *path, char *name, size_t cap, uint64_t *cpu_us)
+{
+    char buf[1024];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *open = strchr(buf, '('), *close = strrchr(buf, ')'); /* names may hold spaces */
+    unsigned long long utime = 0, stime = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+       majflt cmajflt utime stime */
+    if (!open || !close || close < open ||
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+               &stime) != 2)
+        return false;
+    if (name)
+        snprintf(name, cap, "%.*s", (int)(close - open - 1), open + 1);
+    long hz = sysconf(_SC_CLK_TCK);
+    *cpu_us = (utime + stime) * 1000000ull / (uint64_t)(hz > 0 ? hz : 100);
+    return true;
+}
+
+/*  A TCP port free on 127.0.0.1 right now, for a daemon to bind (the
+    daemons take an endpoint, not a wildcard they could report back). */
+__attribute__((unused)) /* bench_manager runs on IPC */
+static int s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
 
 /* ----------------------------------------------------------------- daemons */
 
@@ -146,6 +229,19 @@ static int s_stop(daemon_t *self)
     }
     self->pid = 0;
     return r == 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*  CPU time (user + system, all threads) the daemon has used so far, in
+    µs; 0 if it cannot be read. */
+__attribute__((unused)) /* bench_manager reads it thread by thread */
+static uint64_t s_cpu_us(const daemon_t *self)
+{
+    char path[64];
+    uint64_t us = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)self->pid);
+    if (self->pid <= 0 || !s_proc_stat(path, NULL, 0, &us))
+        return 0;
+    return us;
 }
 
 /* ----------------------------------------------------------------- control */
