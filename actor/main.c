@@ -15,7 +15,6 @@
 #include <nerve/log.h>
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,19 +71,6 @@ static void s_on_hup(int sig)
 {
     if (s_actor)
         actor_request_reload(s_actor);
-}
-
-static void s_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = s_on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = s_on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 }
 
 enum {
@@ -309,7 +295,7 @@ int main(int argc, char **argv)
         actor_config_free(&cfg);
         return 0;
     }
-    s_signals();
+    nerve_daemon_signals(s_on_stop, s_on_hup);
     s_actor = actor_new(&cfg);
     if (!s_actor) {
         actor_config_free(&cfg);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,19 @@ int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, co
     optind = 1;
     opterr = 1;
     return -1;
+}
+
+void nerve_daemon_signals(void (*on_stop)(int), void (*on_hup)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 const char *nerve_daemon_sched_name(nerve_sched_t policy)

@@ -11,7 +11,6 @@
 #include <nerve/log.h>
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,19 +54,6 @@ static void s_on_stop(int sig)
 static void s_on_hup(int sig)
 {
     server_request_reload();
-}
-
-static void s_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = s_on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = s_on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 }
 
 enum {
@@ -203,7 +189,7 @@ int main(int argc, char **argv)
         return rc == 0 ? 0 : 1;
     }
 
-    s_signals();
+    nerve_daemon_signals(s_on_stop, s_on_hup);
     nerve_daemon_schedule(cfg.scheduling, "manager"); /* before any thread starts */
     server_t server;
     int rc = server_start(&server, &cfg);

@@ -15,7 +15,6 @@
 
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,14 +188,7 @@ int main(int argc, char **argv)
         s_free(&cfg);
         return 2;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = s_on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    nerve_daemon_signals(s_on_stop, s_on_hup);
     nerve_daemon_schedule(cfg.scheduling, "publisher"); /* before any thread starts */
     relay_t *relay = relay_new(&cfg);
     if (relay)

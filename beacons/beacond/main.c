@@ -15,7 +15,6 @@
 #include <nerve/metrics.h>
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,19 +50,6 @@ static void s_on_stop(int sig)
 static void s_on_hup(int sig)
 {
     beacond_request_reload();
-}
-
-static void s_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = s_on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = s_on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 }
 
 enum { OPT_MANAGER = 256, OPT_HOST, OPT_MODULES, OPT_LOG, OPT_CHECK, OPT_ONCE, OPT_METRICS };
@@ -222,7 +208,7 @@ int main(int argc, char **argv)
         free(manager);
         return 0;
     }
-    s_signals();
+    nerve_daemon_signals(s_on_stop, s_on_hup);
     int rc = 0;
     if (flags.once) {
         rc = beacond_run_once(self) ? 1 : 0;

@@ -40,6 +40,11 @@ int nerve_daemon_stopping(void);
 int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, const char *name,
                             void (*usage)(FILE *out), const char **config);
 
+/*  The daemons' signals: SIGTERM and SIGINT call on_stop, SIGHUP on_hup
+    (both without SA_RESTART, so a blocked call returns EINTR), SIGPIPE is
+    ignored. The handlers should only set a flag. */
+void nerve_daemon_signals(void (*on_stop)(int), void (*on_hup)(int));
+
 /*  How a throughput daemon's threads are scheduled (the manager's and the
     publisher's `scheduling:` key, `--scheduling`).
 

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,43 @@ static void test_first_pass_finds_config_and_answers_help_and_version(void **sta
     char *a3[] = {"d", "-V", NULL};
     assert_int_equal(nerve_daemon_first_pass(2, a3, s_opts, "d", s_usage, &config), 0);
     assert_int_equal(s_usage_calls, 1);
+}
+
+/* --------------------------------------------------------------- signals */
+
+static volatile sig_atomic_t s_stops, s_hups;
+
+static void s_count_stop(int sig)
+{
+    (void)sig;
+    s_stops++;
+}
+
+static void s_count_hup(int sig)
+{
+    (void)sig;
+    s_hups++;
+}
+
+static void test_signals_route_stop_and_hup_and_ignore_sigpipe(void **state)
+{
+    (void)state;
+    struct sigaction old[4];
+    const int sigs[4] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
+    for (int i = 0; i < 4; i++)
+        sigaction(sigs[i], NULL, &old[i]);
+    nerve_daemon_signals(s_count_stop, s_count_hup);
+    raise(SIGTERM);
+    raise(SIGINT);
+    raise(SIGHUP);
+    raise(SIGPIPE); /* ignored: the test would die otherwise */
+    assert_int_equal(s_stops, 2);
+    assert_int_equal(s_hups, 1);
+    struct sigaction now;
+    sigaction(SIGTERM, NULL, &now);
+    assert_false(now.sa_flags & SA_RESTART); /* blocked calls see EINTR */
+    for (int i = 0; i < 4; i++)
+        sigaction(sigs[i], &old[i], NULL);
 }
 
 /* ------------------------------------------------------------ scheduling */
@@ -221,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_ready_is_a_no_op_outside_systemd),
         cmocka_unit_test(test_ready_refuses_a_relative_socket_path),
         cmocka_unit_test(test_first_pass_finds_config_and_answers_help_and_version),
+        cmocka_unit_test(test_signals_route_stop_and_hup_and_ignore_sigpipe),
         cmocka_unit_test(test_sched_parse_takes_batch_and_normal_only),
         cmocka_unit_test(test_schedule_batch_applies_to_the_caller_and_the_threads_it_starts),
         cmocka_unit_test(test_schedule_normal_leaves_the_policy_alone),
