@@ -47,7 +47,7 @@ bench: deps
 
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DNERVE_FUZZ=ON -DNERVE_TESTS=OFF >/dev/null
-	@cmake --build build-fuzz -j$(JOBS) --target fuzz_wire
+	@cmake --build build-fuzz -j$(JOBS) --target fuzzers
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""make_corpus.py — writes the fuzz_wire seed corpus into corpus/.
+"""make_corpus.py — writes the fuzz_wire seed corpus into corpus/wire/.
 
 Each seed is one fuzz_wire input (see the layout at the top of
 fuzz_wire.c): a mode byte, a tag-length byte, the tag or topic, then the
@@ -18,7 +18,7 @@ import shutil
 import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "corpus")
+OUT = os.path.join(HERE, "corpus", "wire")
 
 EVENT, REACTION = 0, 1
 TWO_FRAMES = 3 << 1  # frame-count code for two frames
