@@ -73,6 +73,52 @@ struct object {
 static pthread_mutex_t s_objects_lock = PTHREAD_MUTEX_INITIALIZER;
 static object_t *s_objects;
 
+/*  Files that stayed mapped after their last dlclose() (a module linked
+    with -z nodelete, or a C++ one with STB_GNU_UNIQUE symbols, which glibc
+    never unloads), with the fd N they are known by. The next load of the
+    same file goes through that same "/proc/self/fd/N", so a reload takes
+    no new descriptor: otherwise every reload would keep one more fd open
+    for good, and a manager reloaded a thousand times would run out. */
+typedef struct resident resident_t;
+struct resident {
+    dev_t dev;
+    ino_t ino;
+    int fd;
+    resident_t *next;
+};
+static resident_t *s_resident; /* under s_objects_lock */
+
+static resident_t *s_resident_find(dev_t dev, ino_t ino)
+{
+    for (resident_t *r = s_resident; r; r = r->next)
+        if (r->dev == dev && r->ino == ino)
+            return r;
+    return NULL;
+}
+
+/*  Remembers that `fd` names a file still mapped. False if there was no
+    memory for it: the fd is then simply never closed. */
+static bool s_resident_add(dev_t dev, ino_t ino, int fd)
+{
+    resident_t *r = malloc(sizeof *r);
+    if (!r)
+        return false;
+    *r = (resident_t){.dev = dev, .ino = ino, .fd = fd, .next = s_resident};
+    s_resident = r;
+    return true;
+}
+
+static void s_resident_remove(resident_t *gone)
+{
+    for (resident_t **p = &s_resident; *p; p = &(*p)->next) {
+        if (*p == gone) {
+            *p = gone->next;
+            free(gone);
+            return;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------
    A set: what one configuration loaded, or refused.
    ------------------------------------------------------------------------ */
@@ -269,15 +315,22 @@ static void s_object_release_locked(object_t *obj)
 
     /*  An object can outlive dlclose() (marked NODELETE, or opened by
         someone else too). Its name would then still be "/proc/self/fd/N":
-        keep N open for good so no other file is ever loaded under it. */
+        keep N open so no other file is ever loaded under it, and remember
+        it, so that loading the file again reuses N (s_resident). */
     char procname[64];
     snprintf(procname, sizeof procname, "/proc/self/fd/%d", obj->fd);
     void *still = dlopen(procname, RTLD_NOW | RTLD_NOLOAD);
+    resident_t *r = s_resident_find(obj->dev, obj->ino);
     if (still) {
         dlclose(still);
-        NERVE_DEBUG(LOG_ID, "module %s stays mapped after dlclose; keeping fd %d", obj->desc->name,
-                    obj->fd);
+        if (!r) {
+            s_resident_add(obj->dev, obj->ino, obj->fd);
+            NERVE_DEBUG(LOG_ID, "module %s stays mapped after dlclose; keeping fd %d",
+                        obj->desc->name, obj->fd);
+        }
     } else {
+        if (r)
+            s_resident_remove(r);
         close(obj->fd);
     }
     free(obj);
@@ -306,13 +359,20 @@ static int s_object_acquire(int fd, const struct stat *st, object_t **out, char 
         }
     }
 
+    /*  Still mapped from an earlier load: load it by the name it has. */
+    resident_t *resident = s_resident_find(st->st_dev, st->st_ino);
+    if (resident) {
+        close(fd);
+        fd = resident->fd;
+    }
     char procname[64];
     snprintf(procname, sizeof procname, "/proc/self/fd/%d", fd);
     dlerror();
     void *handle = dlopen(procname, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         rc = s_fail(reason, size, NERVE_EINVAL, "cannot load: %s", s_dlerror(procname));
-        close(fd);
+        if (!resident)
+            close(fd);
         goto done;
     }
     /*  A handle we already hold means glibc matched a stale name rather
@@ -356,7 +416,8 @@ static int s_object_acquire(int fd, const struct stat *st, object_t **out, char 
 
 unload:
     dlclose(handle);
-    close(fd);
+    if (!resident)
+        close(fd);
 done:
     pthread_mutex_unlock(&s_objects_lock);
     return rc;

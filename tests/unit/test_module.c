@@ -716,6 +716,27 @@ static void test_destroy_closes_every_descriptor(void **state)
     assert_int_equal(s_open_fds(), before);
 }
 
+/*  A module dlclose() leaves mapped (-z nodelete, or C++ with unique
+    symbols) keeps one descriptor for good, not one more per reload: a
+    manager reloaded a thousand times must not run out of them. */
+static void test_reloading_a_module_that_stays_mapped_keeps_one_descriptor(void **state)
+{
+    tree_t *t = *state;
+    s_install(t->root, "rules", "nodelete", "nodelete", 0644);
+    int before = s_open_fds();
+    for (int i = 0; i < 50; i++) {
+        nerve_modset_t *set = s_set1(t->root);
+        nerve_resolved_t r;
+        assert_int_equal(nerve_modset_resolve(set, "rules.nodelete.yes", &r, t->err, sizeof t->err),
+                         0);
+        bool result = false;
+        assert_int_equal(r.fn->fn.rule(NULL, &result), 0);
+        assert_true(result);
+        nerve_modset_destroy(&set);
+    }
+    assert_int_equal(s_open_fds(), before + 1);
+}
+
 /* ------------------------------------------------------------------------
    load_file, load_all, load_role, foreach, path_string
    ------------------------------------------------------------------------ */
@@ -1046,6 +1067,7 @@ int main(void)
         T(test_set_keeps_its_module_when_the_file_is_renamed_over),
         T(test_modules_loaded_in_turn_stay_distinct),
         T(test_destroy_closes_every_descriptor),
+        T(test_reloading_a_module_that_stays_mapped_keeps_one_descriptor),
         T(test_load_file_checks_the_files_place_in_the_tree),
         T(test_load_all_loads_each_module_once_and_reports_refusals),
         T(test_load_role_loads_its_modules_and_never_inits_another_roles),
