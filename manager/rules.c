@@ -363,6 +363,25 @@ static int s_rule_body(loader_t *self, rule_def_t *rule, const nerve_conf_t *nam
     return 0;
 }
 
+/*  A rule's name goes into logs, metrics labels, register scopes and every
+    reaction it sends (255 bytes at most on the wire): it must be a
+    non-empty line of text that fits. */
+static int s_check_rule_name(loader_t *self, const nerve_conf_t *namenode)
+{
+    const char *name = namenode->text;
+    size_t n = strlen(name);
+    if (n == 0)
+        return nerve_conf_fail(namenode, self->err, "a rule needs a name: '- rule_name: {...}'");
+    if (n > NERVE_NAME_MAX)
+        return nerve_conf_fail(namenode, self->err, "rule name of %zu bytes: at most %d", n,
+                               NERVE_NAME_MAX);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return nerve_conf_fail(namenode, self->err,
+                                   "rule name has a control character (byte %zu)", i + 1);
+    return 0;
+}
+
 static int s_rule(loader_t *self, block_def_t *block, const nerve_conf_t *item)
 {
     ruleset_t *rs = self->rs;
@@ -370,6 +389,9 @@ static int s_rule(loader_t *self, block_def_t *block, const nerve_conf_t *item)
         return nerve_conf_fail(item, self->err,
                                "each entry under 'rules' is a one-key map: '- rule_name: {...}'");
     const nerve_conf_t *namenode = item->keys[0];
+    int rc = s_check_rule_name(self, namenode);
+    if (rc != 0)
+        return rc;
     for (uint32_t i = self->first_rule; i < rs->nrules; i++)
         if (strcmp(rs->rules[i].name, namenode->text) == 0)
             return nerve_conf_fail(namenode, self->err,

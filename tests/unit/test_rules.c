@@ -971,6 +971,27 @@ static void test_rules_ref_keeps_the_ruleset_until_the_last_unref(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
 
+/*  A rule's name is in logs, metrics, scopes and on the wire: empty, too
+    long for the wire, or with a control character, it is refused where
+    it is written (found by fuzz_rules: YAML gives `- &a: {...}` an empty
+    key). */
+static void test_rule_name_empty_too_long_or_with_control_character_is_refused(void **state)
+{
+    s_load_fails(*state, "/a:\n  rules:\n    - \"\": {rule: rules.simple.exists}\n", 3, 7,
+                 "a rule needs a name: '- rule_name: {...}'");
+    s_load_fails(*state, "/a:\n  rules:\n    - &x : {rule: rules.simple.exists}\n", 3, 7,
+                 "a rule needs a name: '- rule_name: {...}'");
+    char text[512];
+    snprintf(text, sizeof text, "/a:\n  rules:\n    - %0256d: {rule: rules.simple.exists}\n", 0);
+    s_load_fails(*state, text, 3, 7, "rule name of 256 bytes: at most 255");
+    s_load_fails(*state, "/a:\n  rules:\n    - \"a\\nb\": {rule: rules.simple.exists}\n", 3, 7,
+                 "rule name has a control character (byte 2)");
+    snprintf(text, sizeof text, "/a:\n  rules:\n    - %0255d: {rule: rules.simple.exists}\n", 0);
+    fixture_t *fx = *state;
+    assert_int_equal(s_load(fx, s_write(fx, "ok.yaml", text)), 0);
+    assert_int_equal(strlen(fx->rs->rules[0].name), 255);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1022,6 +1043,7 @@ int main(void)
         T(test_rules_missing_path_fails_naming_it),
         T(test_rules_error_in_a_later_file_fails_the_whole_directory),
         T(test_rules_ref_keeps_the_ruleset_until_the_last_unref),
+        T(test_rule_name_empty_too_long_or_with_control_character_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
