@@ -1,24 +1,22 @@
 /*  pool.c — the actor's reaction workers (see pool.h).
 
-    A mutex and two condition variables guard a ring of job pointers:
-    `wake` tells threads there is work (or that they must stop), `idle`
-    tells pool_destroy() that nothing runs any more. Each thread keeps its
-    own PUSH socket, output buffer and pack buffer, so the host API needs no
-    lock.
+    The queue and its threads are a nerve_pool (lib/pool.c); this file is
+    what runs on them. Each thread keeps its own PUSH socket, output
+    buffer and pack buffer (its pool thread state), so the host API needs
+    no lock.
 */
 #include "pool.h"
 
 #include <nerve/error.h>
 #include <nerve/log.h>
+#include <nerve/pool.h>
 #include <nerve/value.h>
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
 #define OUTPUT_CAP NERVE_RESULT_OUTPUT_MAX
@@ -26,7 +24,6 @@
 
 typedef struct thread_ctx {
     struct pool *pool;
-    pthread_t thread;
     void *push;
     const pool_job_t *job; /* the job running, for the host API */
     msgpack_sbuffer buf;   /* packing emitted data */
@@ -35,21 +32,14 @@ typedef struct thread_ctx {
 } thread_ctx_t;
 
 struct pool {
+    void *zmq_ctx;
     char *inbox;
     char *host_id;
     const actor_allow_t *allow;
     uint32_t timeout_ms;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_cond_t idle;
-    pool_job_t **ring;
-    size_t cap, head, count;
-    size_t running;
-    bool closed;   /* no more submits */
-    bool stopping; /* threads exit */
-    thread_ctx_t *threads;
-    size_t nthreads;
-    pool_stats_t stats;
+    nerve_pool_t *workers;
+    pthread_mutex_t lock; /* stats */
+    pool_stats_t stats;   /* ok failed late emitted emit_full; the rest from workers */
 };
 
 static nerve_ratelimit_t s_rl_refused = NERVE_RATELIMIT_INIT(1000);
@@ -285,87 +275,66 @@ static void s_run(thread_ctx_t *t, pool_job_t *job)
     pthread_mutex_unlock(&t->pool->lock);
 }
 
-static void *s_thread(void *arg)
+/* ------------------------------------------------------ pool callbacks */
+
+static void s_pool_run(void *arg, void *thread_state, void *job)
 {
-    thread_ctx_t *t = arg;
-    pool_t *self = t->pool;
-    for (;;) {
-        pthread_mutex_lock(&self->lock);
-        while (!self->stopping && self->count == 0)
-            pthread_cond_wait(&self->wake, &self->lock);
-        if (self->stopping) {
-            pthread_mutex_unlock(&self->lock);
-            break;
-        }
-        pool_job_t *job = self->ring[self->head];
-        self->head = (self->head + 1) % self->cap;
-        self->count--;
-        self->running++;
-        pthread_mutex_unlock(&self->lock);
-
-        s_run(t, job);
-        pool_job_free(&job);
-
-        pthread_mutex_lock(&self->lock);
-        self->running--;
-        if (self->running == 0 && self->count == 0)
-            pthread_cond_broadcast(&self->idle);
-        pthread_mutex_unlock(&self->lock);
-    }
-    return NULL;
+    pool_job_t *j = job;
+    s_run(thread_state, j);
+    pool_job_free(&j);
 }
 
-/* ------------------------------------------------------------------ pool */
-
-static void s_thread_free(thread_ctx_t *t)
+static void s_pool_drop(void *arg, void *job)
 {
+    pool_job_t *j = job;
+    pool_job_free(&j);
+}
+
+static void s_thread_destroy(void *arg, void *thread_state)
+{
+    thread_ctx_t *t = thread_state;
     if (t->push)
         zmq_close(t->push);
-    t->push = NULL;
     msgpack_sbuffer_destroy(&t->buf);
     msgpack_sbuffer_destroy(&t->frame);
     free(t->output);
-    t->output = NULL;
+    free(t);
 }
 
-static void s_free(pool_t *self)
+/*  A thread's state: its socket to the loop's inbox, connected here. */
+static void *s_thread_new(void *arg, size_t index)
 {
-    while (self->count) {
-        pool_job_free(&self->ring[self->head]);
-        self->head = (self->head + 1) % self->cap;
-        self->count--;
-    }
-    pthread_mutex_destroy(&self->lock);
-    pthread_cond_destroy(&self->wake);
-    pthread_cond_destroy(&self->idle);
-    free(self->threads);
-    free(self->ring);
-    free(self->inbox);
-    free(self->host_id);
-    free(self);
-}
-
-static int s_start_thread(pool_t *self, thread_ctx_t *t, void *zmq_ctx)
-{
+    pool_t *self = arg;
+    thread_ctx_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
     t->pool = self;
     msgpack_sbuffer_init(&t->buf);
     msgpack_sbuffer_init(&t->frame);
     t->output = malloc(OUTPUT_CAP + 1);
-    t->push = zmq_socket(zmq_ctx, ZMQ_PUSH);
-    if (!t->output || !t->push)
-        return NERVE_ENOMEM;
+    t->push = zmq_socket(self->zmq_ctx, ZMQ_PUSH);
     int linger = 1000, hwm = INBOX_HWM;
-    zmq_setsockopt(t->push, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(t->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    if (zmq_connect(t->push, self->inbox) != 0)
-        return NERVE_EIO;
-    /*  Threads start with every signal blocked: the loop takes them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&t->thread, NULL, s_thread, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc == 0 ? 0 : NERVE_EIO;
+    if (t->push) {
+        zmq_setsockopt(t->push, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(t->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    }
+    if (!t->output || !t->push || zmq_connect(t->push, self->inbox) != 0) {
+        NERVE_ERROR("actor", "worker thread %zu: cannot connect to %s: %s", index, self->inbox,
+                    zmq_strerror(errno));
+        s_thread_destroy(self, t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------------ pool */
+
+static void s_free(pool_t *self)
+{
+    pthread_mutex_destroy(&self->lock);
+    free(self->inbox);
+    free(self->host_id);
+    free(self);
 }
 
 pool_t *pool_new(const pool_config_t *cfg)
@@ -373,79 +342,65 @@ pool_t *pool_new(const pool_config_t *cfg)
     pool_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    size_t threads = cfg->threads ? cfg->threads : 1;
-    self->cap = cfg->queue_max ? cfg->queue_max : 1;
+    self->zmq_ctx = cfg->zmq_ctx;
     self->allow = cfg->allow;
     self->timeout_ms = cfg->timeout_ms;
     self->inbox = strdup(cfg->inbox);
     self->host_id = strdup(cfg->host_id);
-    self->ring = calloc(self->cap, sizeof *self->ring);
-    self->threads = calloc(threads, sizeof *self->threads);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&self->lock, NULL);
-    pthread_cond_init(&self->wake, NULL);
-    pthread_cond_init(&self->idle, &ca);
-    pthread_condattr_destroy(&ca);
-    if (!self->inbox || !self->host_id || !self->ring || !self->threads) {
+    if (!self->inbox || !self->host_id) {
         NERVE_ERROR("actor", "out of memory starting the workers");
         s_free(self);
         return NULL;
     }
-    for (size_t i = 0; i < threads; i++) {
-        thread_ctx_t *t = &self->threads[i];
-        if (s_start_thread(self, t, cfg->zmq_ctx) != 0) {
-            NERVE_ERROR("actor", "cannot start worker thread %zu: %s", i, zmq_strerror(errno));
-            s_thread_free(t);
-            pool_destroy(&self, 0);
-            return NULL;
-        }
-        self->nthreads++;
+    nerve_pool_config_t pc = {
+        .name = "worker", /* for top -H and perf */
+        .threads = cfg->threads,
+        .queue_max = cfg->queue_max,
+        .arg = self,
+        .thread_new = s_thread_new,
+        .thread_destroy = s_thread_destroy,
+        .run = s_pool_run,
+        .drop = s_pool_drop,
+    };
+    if (!(self->workers = nerve_pool_new(&pc))) {
+        s_free(self);
+        return NULL;
     }
     return self;
 }
 
 int pool_submit(pool_t *self, pool_job_t **job)
 {
-    pthread_mutex_lock(&self->lock);
-    if (self->count == self->cap || self->closed) {
-        self->stats.refused++;
-        pthread_mutex_unlock(&self->lock);
+    if (nerve_pool_submit(self->workers, *job) != 0)
         return NERVE_EFULL;
-    }
-    self->ring[(self->head + self->count) % self->cap] = *job;
-    self->count++;
     *job = NULL;
-    pthread_cond_signal(&self->wake);
-    pthread_mutex_unlock(&self->lock);
     return 0;
 }
 
 size_t pool_busy(pool_t *self)
 {
-    pthread_mutex_lock(&self->lock);
-    size_t n = self->count + self->running;
-    pthread_mutex_unlock(&self->lock);
-    return n;
+    return nerve_pool_busy(self->workers);
+}
+
+typedef struct drop_ctx {
+    void (*dropped)(void *arg, const uint8_t *id);
+    void *arg;
+} drop_ctx_t;
+
+static void s_close_drop(void *drop_arg, void *job)
+{
+    drop_ctx_t *d = drop_arg;
+    pool_job_t *j = job;
+    if (d->dropped)
+        d->dropped(d->arg, j->r.id);
+    pool_job_free(&j);
 }
 
 void pool_close(pool_t *self, void (*dropped)(void *arg, const uint8_t *id), void *arg)
 {
-    pthread_mutex_lock(&self->lock);
-    self->closed = true;
-    while (self->count) {
-        pool_job_t *job = self->ring[self->head];
-        self->head = (self->head + 1) % self->cap;
-        self->count--;
-        self->stats.dropped++;
-        if (dropped)
-            dropped(arg, job->r.id);
-        pool_job_free(&job);
-    }
-    if (self->running == 0)
-        pthread_cond_broadcast(&self->idle);
-    pthread_mutex_unlock(&self->lock);
+    drop_ctx_t d = {dropped, arg};
+    nerve_pool_close(self->workers, s_close_drop, &d);
 }
 
 int pool_destroy(pool_t **self_p, uint64_t wait_ms)
@@ -453,44 +408,22 @@ int pool_destroy(pool_t **self_p, uint64_t wait_ms)
     if (!self_p || !*self_p)
         return 0;
     pool_t *self = *self_p;
-    pool_close(self, NULL, NULL);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(wait_ms / 1000);
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&self->lock);
-    while (self->running > 0)
-        if (pthread_cond_timedwait(&self->idle, &self->lock, &until) == ETIMEDOUT)
-            break;
-    if (self->running > 0) {
-        size_t running = self->running;
-        pthread_mutex_unlock(&self->lock);
-        NERVE_WARN("actor", "%zu reaction(s) still running after %llu ms; leaving them", running,
-                   (unsigned long long)wait_ms);
-        *self_p = NULL;
-        return NERVE_ETIMEDOUT;
-    }
-    self->stopping = true;
-    pthread_cond_broadcast(&self->wake);
-    pthread_mutex_unlock(&self->lock);
-    for (size_t i = 0; i < self->nthreads; i++) {
-        pthread_join(self->threads[i].thread, NULL);
-        s_thread_free(&self->threads[i]);
-    }
-    s_free(self);
     *self_p = NULL;
+    if (nerve_pool_destroy(&self->workers, wait_ms) != 0)
+        return NERVE_ETIMEDOUT; /* its threads still use self */
+    s_free(self);
     return 0;
 }
 
 void pool_stats(pool_t *self, pool_stats_t *out)
 {
+    nerve_pool_stats_t ps;
+    nerve_pool_stats(self->workers, &ps);
     pthread_mutex_lock(&self->lock);
     *out = self->stats;
-    out->queued = self->count;
-    out->running = self->running;
     pthread_mutex_unlock(&self->lock);
+    out->refused = ps.refused;
+    out->dropped = ps.dropped;
+    out->queued = ps.queued;
+    out->running = ps.running;
 }

@@ -37,6 +37,9 @@
 #define BATCH 4096
 #define RELOAD_DEBOUNCE_MS 300
 #define WORKER_THREADS 4
+/* A stop waits for running local reactions as long as they are given,
+   and a second, then goes on without them. */
+#define WORKER_STOP_WAIT_MS (WORKER_REACTION_TIMEOUT_MS + 1000)
 #define EVENTS_HWM 200000
 #define PUBLISHER_HWM 1000000
 #define TAP_HWM 100000
@@ -981,7 +984,19 @@ void server_stop(server_t *self)
 {
     nerve_metrics_stop(&self->metrics);
     nerve_mtext_destroy(&self->mtext);
-    worker_destroy(&self->worker);
+    /*  What the engine decided is committed before waiting on reactions: a
+        stop that ends in SIGKILL, because a reaction hung, loses none of it. */
+    if (self->store)
+        regstore_sync(self->store);
+    size_t busy = self->worker ? worker_busy(self->worker) : 0;
+    if (busy)
+        NERVE_INFO("manager", "stopping: registers committed; waiting up to %d s for %zu local "
+                   "reaction(s)", WORKER_STOP_WAIT_MS / 1000, busy);
+    if (self->worker && worker_destroy(&self->worker, WORKER_STOP_WAIT_MS) != 0) {
+        NERVE_WARN("manager", "stopping without the local reaction(s) still running after %d s",
+                   WORKER_STOP_WAIT_MS / 1000);
+        self->worker_abandoned = true;
+    }
     if (self->inject)
         s_on_inject(self); /* registers set by the last reactions */
     void **socks[] = {&self->events, &self->publisher, &self->tap, &self->control,
@@ -992,8 +1007,8 @@ void server_stop(server_t *self)
         *socks[i] = NULL;
     }
     nerve_zap_stop(&self->zap); /* after its sockets, before the context */
-    if (self->ctx)
-        zmq_ctx_term(self->ctx);
+    if (self->ctx && !self->worker_abandoned)
+        zmq_ctx_term(self->ctx); /* would wait for an abandoned worker's sockets */
     self->ctx = NULL;
     regstore_destroy(&self->store); /* flush + sync: SIGTERM loses nothing */
     engine_destroy(&self->engine);

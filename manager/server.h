@@ -101,6 +101,7 @@ typedef struct server {
     engine_t *engine;
     ruleset_t *rules;
     worker_t *worker;
+    bool worker_abandoned; /* a reaction outlived the stop: skip zmq_ctx_term */
     nerve_wire_decoder_t *decoder;
     nerve_wire_decoder_t *group_decoder[SERVER_GROUP]; /* s_on_events' look-ahead */
     msgpack_sbuffer buf;

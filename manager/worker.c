@@ -1,14 +1,16 @@
 /*  worker.c — the local reaction pool (see worker.h).
 
-    A mutex and condition variable guard a ring of job pointers. Each thread
-    owns one PUSH socket back to the engine; the host API given to reaction
-    functions writes to that socket, so a module may call api->emit from
-    the thread it was called on and nowhere else.
+    The queue and its threads are a nerve_pool (lib/pool.c); this file is
+    what runs on them. Each thread owns one PUSH socket back to the engine
+    (its pool thread state); the host API given to reaction functions
+    writes to that socket, so a module may call api->emit from the thread
+    it was called on and nowhere else.
 */
-#define _GNU_SOURCE /* pthread_setname_np() */
 #include "worker.h"
 
+#include <nerve/error.h>
 #include <nerve/log.h>
+#include <nerve/pool.h>
 #include <nerve/value.h>
 
 #include <pthread.h>
@@ -21,7 +23,6 @@
 
 typedef struct thread_ctx {
     struct worker *worker;
-    pthread_t thread;
     void *push;
     const worker_job_t *job;   /* the job running, for the host API */
     msgpack_sbuffer buf;
@@ -32,14 +33,9 @@ struct worker {
     void *ctx;
     char *inject;
     char *host_id;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    worker_job_t **ring;
-    size_t cap, head, count;
-    bool stopping;
-    thread_ctx_t *threads;
-    size_t nthreads;
-    worker_stats_t stats;
+    nerve_pool_t *pool;
+    pthread_mutex_t lock; /* done, failed */
+    uint64_t done, failed;
     nerve_ratelimit_t rl_emit;
 };
 
@@ -184,7 +180,7 @@ static void s_run(thread_ctx_t *t, worker_job_t *job)
         .data = &job->data,
         .rule = job->rule->name,
         .reaction_id = job->reaction_id,
-        .timeout_ms = 30000,
+        .timeout_ms = WORKER_REACTION_TIMEOUT_MS,
         .api = &s_api,
         .host = t,
         .output = t->output,
@@ -204,32 +200,68 @@ static void s_run(thread_ctx_t *t, worker_job_t *job)
     t->job = NULL;
     pthread_mutex_lock(&t->worker->lock);
     if (rc == 0)
-        t->worker->stats.done++;
+        t->worker->done++;
     else
-        t->worker->stats.failed++;
+        t->worker->failed++;
     pthread_mutex_unlock(&t->worker->lock);
 }
 
-static void *s_thread(void *arg)
+/* ------------------------------------------------------ pool callbacks */
+
+static void s_pool_run(void *arg, void *thread_state, void *job)
 {
-    thread_ctx_t *t = arg;
-    worker_t *self = t->worker;
-    for (;;) {
-        pthread_mutex_lock(&self->lock);
-        while (!self->stopping && self->count == 0)
-            pthread_cond_wait(&self->wake, &self->lock);
-        if (self->stopping) {
-            pthread_mutex_unlock(&self->lock);
-            break;
-        }
-        worker_job_t *job = self->ring[self->head];
-        self->head = (self->head + 1) % self->cap;
-        self->count--;
-        pthread_mutex_unlock(&self->lock);
-        s_run(t, job);
-        worker_job_free(&job);
+    worker_job_t *j = job;
+    s_run(thread_state, j);
+    worker_job_free(&j);
+}
+
+static void s_pool_drop(void *arg, void *job)
+{
+    worker_job_t *j = job;
+    worker_job_free(&j);
+}
+
+static void s_thread_destroy(void *arg, void *thread_state)
+{
+    thread_ctx_t *t = thread_state;
+    if (t->push)
+        zmq_close(t->push);
+    msgpack_sbuffer_destroy(&t->buf);
+    free(t->output);
+    free(t);
+}
+
+/*  A thread's state: its socket to the engine, connected here. */
+static void *s_thread_new(void *arg, size_t index)
+{
+    worker_t *self = arg;
+    thread_ctx_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->worker = self;
+    msgpack_sbuffer_init(&t->buf);
+    t->output = malloc(OUTPUT_CAP + 1);
+    t->push = zmq_socket(self->ctx, ZMQ_PUSH);
+    int linger = 0, hwm = 0; /* never drop what a reaction sends back */
+    if (t->push) {
+        zmq_setsockopt(t->push, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(t->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
     }
-    return NULL;
+    if (!t->output || !t->push || zmq_connect(t->push, self->inject) != 0) {
+        s_thread_destroy(self, t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------------ worker */
+
+static void s_free(worker_t *self)
+{
+    pthread_mutex_destroy(&self->lock);
+    free(self->inject);
+    free(self->host_id);
+    free(self);
 }
 
 worker_t *worker_new(void *zmq_ctx, const char *inject_endpoint, const char *host_id,
@@ -239,100 +271,60 @@ worker_t *worker_new(void *zmq_ctx, const char *inject_endpoint, const char *hos
     if (!self)
         return NULL;
     self->ctx = zmq_ctx;
-    self->cap = queue_max ? queue_max : 1;
     self->inject = strdup(inject_endpoint);
     self->host_id = strdup(host_id);
-    self->ring = calloc(self->cap, sizeof *self->ring);
-    self->threads = calloc(threads ? threads : 1, sizeof *self->threads);
     self->rl_emit = (nerve_ratelimit_t)NERVE_RATELIMIT_INIT(1000);
     pthread_mutex_init(&self->lock, NULL);
-    pthread_cond_init(&self->wake, NULL);
-    if (!self->inject || !self->host_id || !self->ring || !self->threads) {
-        worker_destroy(&self);
+    nerve_pool_config_t pc = {
+        .name = "worker", /* for top -H and perf */
+        .threads = threads,
+        .queue_max = queue_max,
+        .arg = self,
+        .thread_new = s_thread_new,
+        .thread_destroy = s_thread_destroy,
+        .run = s_pool_run,
+        .drop = s_pool_drop,
+    };
+    if (!self->inject || !self->host_id || !(self->pool = nerve_pool_new(&pc))) {
+        s_free(self);
         return NULL;
-    }
-    for (size_t i = 0; i < (threads ? threads : 1); i++) {
-        thread_ctx_t *t = &self->threads[i];
-        t->worker = self;
-        msgpack_sbuffer_init(&t->buf);
-        t->output = malloc(OUTPUT_CAP + 1);
-        t->push = zmq_socket(zmq_ctx, ZMQ_PUSH);
-        int linger = 0, hwm = 0; /* never drop what a reaction sends back */
-        if (t->push) {
-            zmq_setsockopt(t->push, ZMQ_LINGER, &linger, sizeof linger);
-            zmq_setsockopt(t->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
-        }
-        if (!t->output || !t->push || zmq_connect(t->push, self->inject) != 0 ||
-            pthread_create(&t->thread, NULL, s_thread, t) != 0) {
-            NERVE_ERROR("worker", "cannot start worker thread %zu", i);
-            if (t->push)
-                zmq_close(t->push);
-            t->push = NULL;
-            free(t->output);
-            t->output = NULL;
-            msgpack_sbuffer_destroy(&t->buf);
-            worker_destroy(&self);
-            return NULL;
-        }
-        pthread_setname_np(t->thread, "worker"); /* for top -H and perf */
-        self->nthreads++;
     }
     return self;
 }
 
 int worker_submit(worker_t *self, worker_job_t **job)
 {
-    pthread_mutex_lock(&self->lock);
-    if (self->count == self->cap || self->stopping) {
-        self->stats.refused++;
-        pthread_mutex_unlock(&self->lock);
+    if (nerve_pool_submit(self->pool, *job) != 0)
         return NERVE_EFULL;
-    }
-    self->ring[(self->head + self->count) % self->cap] = *job;
-    self->count++;
     *job = NULL;
-    pthread_cond_signal(&self->wake);
-    pthread_mutex_unlock(&self->lock);
     return 0;
 }
 
-void worker_destroy(worker_t **self_p)
+int worker_destroy(worker_t **self_p, uint64_t wait_ms)
 {
     if (!self_p || !*self_p)
-        return;
+        return 0;
     worker_t *self = *self_p;
-    pthread_mutex_lock(&self->lock);
-    self->stopping = true;
-    pthread_cond_broadcast(&self->wake);
-    pthread_mutex_unlock(&self->lock);
-    for (size_t i = 0; i < self->nthreads; i++) {
-        thread_ctx_t *t = &self->threads[i];
-        pthread_join(t->thread, NULL);
-        zmq_close(t->push);
-        msgpack_sbuffer_destroy(&t->buf);
-        free(t->output);
-    }
-    while (self->count) {
-        worker_job_t *job = self->ring[self->head];
-        self->head = (self->head + 1) % self->cap;
-        self->count--;
-        self->stats.refused++;
-        worker_job_free(&job);
-    }
-    pthread_mutex_destroy(&self->lock);
-    pthread_cond_destroy(&self->wake);
-    free(self->threads);
-    free(self->ring);
-    free(self->inject);
-    free(self->host_id);
-    free(self);
     *self_p = NULL;
+    if (nerve_pool_destroy(&self->pool, wait_ms) != 0)
+        return NERVE_ETIMEDOUT; /* its threads still use self */
+    s_free(self);
+    return 0;
 }
 
 void worker_stats(worker_t *self, worker_stats_t *out)
 {
+    nerve_pool_stats_t ps;
+    nerve_pool_stats(self->pool, &ps);
     pthread_mutex_lock(&self->lock);
-    *out = self->stats;
-    out->depth = self->count;
+    out->done = self->done;
+    out->failed = self->failed;
     pthread_mutex_unlock(&self->lock);
+    out->refused = ps.refused + ps.dropped;
+    out->depth = ps.queued;
+}
+
+size_t worker_busy(worker_t *self)
+{
+    return nerve_pool_busy(self->pool);
 }

@@ -19,8 +19,12 @@
 
 #include <msgpack.h>
 #include <nerve/wire.h>
+#include <stdint.h>
 
 #include "rules.h"
+
+/*  The timeout_ms every local reaction is called with. */
+#define WORKER_REACTION_TIMEOUT_MS 30000
 
 typedef struct worker_job {
     ruleset_t *rs;                 /* a reference, released after the run */
@@ -56,10 +60,17 @@ int worker_submit(worker_t *self, worker_job_t **job);
 /*  Frees a job: its zone, its ruleset reference. */
 void worker_job_free(worker_job_t **job);
 
-/*  Stops the threads after the jobs running now; queued jobs are dropped
-    and counted in `refused`. Safe on NULL and twice. */
-void worker_destroy(worker_t **self);
+/*  Stops taking jobs, drops the queued ones (counted in `refused`), and
+    waits up to wait_ms for the running ones; *self becomes NULL. Returns
+    0, or NERVE_ETIMEDOUT when a reaction still runs (stuck in a module):
+    the worker is then left alive for it, and its sockets keep the ZeroMQ
+    context from terminating, so the caller must not zmq_ctx_term() it.
+    Safe on NULL and twice. */
+int worker_destroy(worker_t **self, uint64_t wait_ms);
 
 void worker_stats(worker_t *self, worker_stats_t *out);
+
+/*  Jobs waiting or running now. */
+size_t worker_busy(worker_t *self);
 
 #endif

@@ -14,6 +14,7 @@
 #include <nerve/beacon.h>
 #include <nerve/metrics.h>
 #include <nerve/security.h>
+#include <nerve/pool.h>
 
 #define NERVE_VERSION_STRING "0.1.0"
 

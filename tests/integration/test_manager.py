@@ -355,6 +355,18 @@ class Targets(ManagerTest):
         self.assertEqual(st["reactions"]["sent"], 2)
 
 
+def install_slow_module(test):
+    """Copies the test module reactions.slow into a module directory of the
+    test's own (modes the loader accepts) and returns that directory."""
+    mods = os.path.join(test.dir, "mods")
+    os.makedirs(os.path.join(mods, "reactions"))
+    os.chmod(mods, 0o755)
+    os.chmod(os.path.join(mods, "reactions"), 0o755)
+    shutil.copy(os.path.join(TEST_MODULES, "slow.so"), os.path.join(mods, "reactions", "slow.so"))
+    os.chmod(os.path.join(mods, "reactions", "slow.so"), 0o755)
+    return mods
+
+
 class SlowReactions(ManagerTest):
     rules_text = """
 /t/slow:
@@ -367,18 +379,11 @@ class SlowReactions(ManagerTest):
 
     def setUp(self):
         super().setUp()
-        mods = os.path.join(self.dir, "mods")
-        os.makedirs(os.path.join(mods, "reactions"))
-        os.chmod(mods, 0o755)
-        os.chmod(os.path.join(mods, "reactions"), 0o755)
-        shutil.copy(os.path.join(TEST_MODULES, "slow.so"),
-                    os.path.join(mods, "reactions", "slow.so"))
-        os.chmod(os.path.join(mods, "reactions", "slow.so"), 0o755)
         cfg = os.path.join(self.dir, "manager.yaml")
         with open(cfg, "w") as f:
             f.write("worker_queue: 2\n")
         self.extra = ["-c", cfg]
-        self.mods = mods
+        self.mods = install_slow_module(self)
 
     def test_slow_reactions_never_stall_the_engine_and_a_full_queue_is_counted(self):
         bus = self.start_manager(modules=[self.mods, MODULES])
@@ -398,6 +403,60 @@ class SlowReactions(ManagerTest):
 
 
 
+
+
+class StopWithAHungReaction(ManagerTest):
+    """A local reaction stuck in a module must not cost the registers on
+    stop: they are committed before the manager waits for it, so the
+    SIGKILL that ends a stop that waits too long (systemd's stop timeout)
+    loses none of them. Ticks never commit here (commit_interval: 1h)."""
+    rules_text = """
+/t/sum:
+  rules:
+    - total:
+        rule: rules.simple.gt
+        register: registers.aggregate.sum
+        period: 3600
+        threshold: 0
+        reactions:
+""" + fire("/out/sum", ", data: {total: '{{value}}'}") + """
+/t/hang:
+  rules:
+    - hang:
+        rule: rules.simple.exists
+        reactions:
+          - reactions.slow.sleep: {ms: 120000}
+"""
+
+    def setUp(self):
+        super().setUp()
+        cfg = os.path.join(self.dir, "manager.yaml")
+        with open(cfg, "w") as f:
+            f.write("commit_interval: 1h\n")
+        self.extra = ["-c", cfg]
+        self.mods = install_slow_module(self)
+
+    def test_registers_are_committed_before_waiting_for_a_hung_reaction(self):
+        bus = self.start_manager(modules=[self.mods, MODULES])
+        bus.send("/t/sum", 7, host="web1")
+        bus.wait_for(is_event("/out/sum"))
+        bus.send("/t/hang", 1)
+        def running():
+            r = bus.control("status")[1]["reactions"]
+            # fire_event for /out/sum ran; the sleep is taken, not waiting
+            return r["local_queued"] == 2 and r["local_done"] == 1 and r["local_waiting"] == 0
+        wait_until(running, what="the slow reaction taken by a worker")
+        bus.close()
+        self.bus = None
+        self.manager.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "registers committed; waiting up to" in self.manager.output(),
+                   what="the stop committing registers, then waiting")
+        self.assertTrue(self.manager.alive())  # still waiting for the reaction
+        self.manager.stop(signal.SIGKILL)
+        bus = self.start_manager(modules=[self.mods, MODULES])
+        bus.send("/t/sum", 5, host="web1")
+        _, p = bus.wait_for(is_event("/out/sum"))
+        self.assertEqual(p["data"]["total"], 12)
 
 
 class Metrics(ManagerTest):
