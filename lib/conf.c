@@ -20,9 +20,13 @@
     alias's own position (so "expected an integer" points where the value
     was used) and shares the anchor's children. Because aliases share,
     a small file can describe an enormous tree ("billion laughs"); every node
-    records how many nodes it stands for once expanded and how deep it is,
-    and a document past S_MAX_NODES or S_MAX_DEPTH is refused while it is
-    parsed, so nerve_conf_to_obj() and every recursive walker stay bounded.
+    records how many nodes and how many bytes of scalar text it stands for
+    once expanded, and how deep it is, and a document past S_MAX_NODES,
+    S_MAX_TEXT or S_MAX_DEPTH is refused while it is parsed, so
+    nerve_conf_to_obj() (which copies every expanded scalar) and every
+    recursive walker stay bounded. Nodes alone are not enough: a 3 KB file
+    that aliases one 3000-byte string a million times is only a million
+    nodes, but gigabytes of text.
 
     Typing: nerve_conf_to_obj() follows the YAML 1.2 core schema for plain
     scalars; quoted and block scalars are strings. Map keys always become
@@ -57,14 +61,16 @@
 /*  Limits that keep hostile or broken input from hanging or exhausting a
     daemon. Real configs are a few hundred nodes and a dozen levels deep. */
 #define S_MAX_DEPTH 256         /* nesting levels, aliases expanded */
-#define S_MAX_NODES (1u << 22)  /* nodes, aliases expanded */
+#define S_MAX_NODES (1u << 20)  /* nodes, aliases expanded: 10,000 rule blocks are ~200,000 */
 #define S_MAX_FILE (64u << 20)  /* bytes of YAML read by nerve_conf_load */
+#define S_MAX_TEXT (64u << 20)  /* bytes of scalar text, aliases expanded */
 #define S_CHUNK 16384           /* arena chunk size */
 #define S_DOC_MAGIC 0x6e636f6eu /* "ncon": catches destroy on a non-root */
 
 typedef struct s_node {
   nerve_conf_t pub; /* first: a nerve_conf_t * is an s_node_t * */
   uint64_t weight;  /* nodes this one stands for, aliases expanded */
+  uint64_t bytes;   /* scalar text (keys too) it stands for, likewise */
   uint32_t height;  /* levels below and including this node */
 } s_node_t;
 
@@ -91,6 +97,7 @@ typedef struct s_frame {
   size_t count;
   size_t cap;
   uint64_t weight;
+  uint64_t bytes;
   uint32_t height;
 } s_frame_t;
 
@@ -323,6 +330,12 @@ static int s_attach(s_parse_t *self, s_node_t *node, yaml_mark_t mark) {
         "document is too large: more than %u nodes once aliases are "
         "expanded",
         S_MAX_NODES);
+  if (top->bytes + node->bytes > S_MAX_TEXT)
+    return s_parse_fail(
+        self, mark, NERVE_ERANGE,
+        "document is too large: more than %u MiB of text once aliases are "
+        "expanded",
+        S_MAX_TEXT >> 20);
   if (top->count == top->cap) {
     size_t cap = top->cap ? top->cap * 2 : 8;
     s_node_t **kids = realloc(top->kids, cap * sizeof *kids);
@@ -333,6 +346,7 @@ static int s_attach(s_parse_t *self, s_node_t *node, yaml_mark_t mark) {
   }
   top->kids[top->count++] = node;
   top->weight += node->weight;
+  top->bytes += node->bytes;
   if (node->height > top->height)
     top->height = node->height;
   return 0;
@@ -394,6 +408,7 @@ static int s_on_scalar(s_parse_t *self, yaml_event_t *event) {
     return s_parse_fail(self, event->start_mark, NERVE_ENOMEM, "out of memory");
   node->pub.text = text;
   node->pub.text_len = event->data.scalar.length;
+  node->bytes = event->data.scalar.length;
   node->pub.quoted =
       forced_str || event->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
   s_anchor(self, event->data.scalar.anchor, node);
@@ -525,6 +540,7 @@ static int s_on_end(s_parse_t *self, yaml_event_t *event) {
     }
   }
   node->weight = 1 + frame->weight;
+  node->bytes = frame->bytes;
   node->height = 1 + frame->height;
   free(frame->kids);
   frame->kids = NULL;
@@ -925,6 +941,12 @@ int nerve_conf_as_str(const nerve_conf_t *node, const char **out,
   char got[80];
   if (!node || node->type != NERVE_CONF_SCALAR)
     return s_node_fail(node, err, NERVE_ETYPE, "expected a string, got %s",
+                       s_got(node, got, sizeof got));
+  /*  A quoted "\0" is valid YAML, but every caller uses the text as a C
+      string: a value silently cut at the NUL is not what the file says. */
+  if (memchr(node->text, '\0', node->text_len))
+    return s_node_fail(node, err, NERVE_ETYPE,
+                       "expected a string without NUL characters, got %s",
                        s_got(node, got, sizeof got));
   if (out)
     *out = node->text;

@@ -66,12 +66,13 @@ static int s_duration(const nerve_conf_t *n, uint64_t *out, nerve_conf_error_t *
     return 0;
 }
 
-static bool s_structural(const char *key)
+/*  By length, as nerve_conf_get finds them: a quoted "fn\0x" is not fn. */
+static bool s_structural(const nerve_conf_t *key)
 {
     static const char *const keys[] = {"fn",    "interval", "tag", "onchange",
                                        "delta", "refresh",  NULL};
     for (const char *const *k = keys; *k; k++)
-        if (strcmp(*k, key) == 0)
+        if (key->text_len == strlen(*k) && memcmp(*k, key->text, key->text_len) == 0)
             return true;
     return false;
 }
@@ -127,7 +128,7 @@ static int s_beacon(const nerve_conf_t *node, beacond_config_t *cfg, beacond_bea
     /* Everything else is the probe's. */
     size_t nparams = 0;
     for (size_t i = 0; i < node->count; i++)
-        nparams += !s_structural(node->keys[i]->text);
+        nparams += !s_structural(node->keys[i]);
     b->params.type = MSGPACK_OBJECT_MAP;
     b->params.via.map.size = (uint32_t)nparams;
     b->params.via.map.ptr = NULL;
@@ -137,7 +138,7 @@ static int s_beacon(const nerve_conf_t *node, beacond_config_t *cfg, beacond_bea
             return NERVE_ENOMEM;
         b->params.via.map.ptr = kv;
         for (size_t i = 0, j = 0; i < node->count; i++) {
-            if (s_structural(node->keys[i]->text))
+            if (s_structural(node->keys[i]))
                 continue;
             /* a key is its text (`1: x` too), copied: the tree goes away */
             const nerve_conf_t *k = node->keys[i];
@@ -189,8 +190,10 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
     int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
     if (rc != 0 || !used)
         return rc;
-    if ((rc = nerve_conf_set_str(&cfg->config_path, used)) != 0 || !root)
+    if ((rc = nerve_conf_set_str(&cfg->config_path, used)) != 0 || !root) {
+        nerve_conf_destroy(&root);
         return rc;
+    }
     if (root->type != NERVE_CONF_MAP) {
         rc = nerve_conf_fail(root, err, "expected a map of beacond settings");
         nerve_conf_destroy(&root);

@@ -87,7 +87,9 @@ int nerve_conf_fail(const nerve_conf_t *node, nerve_conf_error_t *err, const cha
 const nerve_conf_t *nerve_conf_get(const nerve_conf_t *node, const char *key);
 
 /*  Typed getters for a scalar node. Each returns 0, or fills err (at the
-    node's position) and returns NERVE_ETYPE/NERVE_ERANGE. */
+    node's position) and returns NERVE_ETYPE/NERVE_ERANGE. nerve_conf_as_str
+    refuses (NERVE_ETYPE) a scalar holding a NUL character (a quoted "\0"):
+    *out is a C string, and one cut short would not be what the file says. */
 int nerve_conf_as_str(const nerve_conf_t *node, const char **out, nerve_conf_error_t *err);
 int nerve_conf_as_int(const nerve_conf_t *node, int64_t min, int64_t max, int64_t *out,
                       nerve_conf_error_t *err);

@@ -386,8 +386,38 @@ static void test_conf_alias_bomb_is_refused_without_hanging(void **state)
                        "h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n";
     nerve_conf_error_t err;
     assert_int_equal(s_parse_bad(bomb, &err), NERVE_ERANGE);
-    assert_int_equal(err.line, 7);
+    assert_int_equal(err.line, 6); /* f: a million x's and more */
     assert_non_null(strstr(err.message, "too large"));
+}
+
+/*  Found by fuzz_conf: few nodes, but each alias stands for one long
+    string, and nerve_conf_to_obj() copies every one (3 KB of YAML were
+    gigabytes of text, an out-of-memory or a hang). Text is now counted
+    too, aliases expanded. */
+static void test_conf_alias_text_bomb_is_refused_by_its_bytes(void **state)
+{
+    char *text = malloc(8192);
+    assert_non_null(text);
+    int n = snprintf(text, 8192, "a: &a \"");
+    memset(text + n, 'x', 3000);
+    n += 3000;
+    n += snprintf(text + n, 8192 - (size_t)n, "\"\n");
+    const char *prev = "a";
+    static const char *const names[] = {"b", "c", "d", "e", "f", "g"};
+    for (size_t i = 0; i < 6; i++) {
+        n += snprintf(text + n, 8192 - (size_t)n, "%s: &%s [", names[i], names[i]);
+        for (int k = 0; k < 10; k++)
+            n += snprintf(text + n, 8192 - (size_t)n, "%s*%s", k ? ", " : "", prev);
+        n += snprintf(text + n, 8192 - (size_t)n, "]\n");
+        prev = names[i];
+    }
+    nerve_conf_error_t err;
+    assert_int_equal(s_parse_bad(text, &err), NERVE_ERANGE);
+    /*  e stands for 30 MB; the third *e in f's list passes 64 MiB. */
+    assert_int_equal(err.line, 6);
+    assert_int_equal(err.column, 16);
+    assert_non_null(strstr(err.message, "more than 64 MiB of text once aliases are expanded"));
+    free(text);
 }
 
 //  --------------------------------------------------------------------------
@@ -616,6 +646,27 @@ static void test_conf_as_str_double_bool_report_errors_at_the_node(void **state)
     assert_true(b);
     assert_int_equal(nerve_conf_as_bool(nerve_conf_get(root, "yes"), &b, &err), NERVE_ETYPE);
     s_assert_err(&err, 8, 6, "t.yaml:8:6: expected true or false, got 'yes'");
+    nerve_conf_destroy(&root);
+}
+
+/*  Found by fuzz_conf: `id: "web\0x"` read as "web", silently. */
+static void test_conf_as_str_refuses_a_nul_character(void **state)
+{
+    static const char text[] = "id: \"web\\0x\"\nok: \"w\\x01\"\n";
+    nerve_conf_t *root = s_parse_ok(text);
+    const nerve_conf_t *id = nerve_conf_get(root, "id");
+    assert_int_equal(id->text_len, 5); /* the tree keeps every byte */
+    nerve_conf_error_t err;
+    const char *s = NULL;
+    assert_int_equal(nerve_conf_as_str(id, &s, &err), NERVE_ETYPE);
+    assert_null(s);
+    s_assert_err(&err, 1, 5, "t.yaml:1:5: expected a string without NUL characters, got 'web?x'");
+    char *slot = NULL;
+    assert_int_equal(nerve_conf_get_str(root, "id", &slot, &err), NERVE_EINVAL);
+    assert_null(slot);
+    assert_int_equal(err.line, 1);
+    assert_int_equal(nerve_conf_as_str(nerve_conf_get(root, "ok"), &s, &err), 0);
+    assert_string_equal(s, "w\x01");
     nerve_conf_destroy(&root);
 }
 
@@ -899,11 +950,13 @@ int main(void)
         cmocka_unit_test(test_conf_aliases_resolve_to_maps_seqs_and_scalars),
         cmocka_unit_test(test_conf_bad_aliases_are_errors),
         cmocka_unit_test(test_conf_alias_bomb_is_refused_without_hanging),
+        cmocka_unit_test(test_conf_alias_text_bomb_is_refused_by_its_bytes),
         cmocka_unit_test(test_conf_to_obj_types_plain_scalars_by_core_schema),
         cmocka_unit_test(test_conf_to_obj_quoted_and_block_scalars_stay_strings),
         cmocka_unit_test(test_conf_to_obj_builds_maps_and_arrays_that_outlive_the_tree),
         cmocka_unit_test(test_conf_as_int_accepts_range_and_names_what_it_expected),
         cmocka_unit_test(test_conf_as_str_double_bool_report_errors_at_the_node),
+        cmocka_unit_test(test_conf_as_str_refuses_a_nul_character),
         cmocka_unit_test(test_conf_error_text_is_shortened_and_sanitised),
         cmocka_unit_test(test_conf_durations_parse_units_and_reject_garbage),
         cmocka_unit_test(test_conf_as_duration_reports_garbage_negative_and_overflow),
