@@ -1,11 +1,9 @@
 /*  nerve-publisher — relays reactions from the manager to every actor.
 
-    Parses flags and the config file (keys: input, output, control, hwm,
-    metrics, log_level, security) and runs the relay (relay.c) until
-    SIGTERM/SIGINT. `security:` is nerve_security_parse's map; the
-    publisher's own keypair is <keys>/publisher.secret, made on first
-    start.
+    Reads the config file (config.c), lets flags override its keys, and
+    runs the relay (relay.c) until SIGTERM/SIGINT.
 */
+#include "config.h"
 #include "relay.h"
 
 #include <nerve/conf.h>
@@ -19,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define DEFAULT_CONFIG "/etc/nerve/publisher.yaml"
 
 static void s_usage(FILE *out)
 {
@@ -53,68 +49,6 @@ static void s_on_hup(int sig)
     relay_note_hup();
 }
 
-static int s_defaults(relay_config_t *cfg)
-{
-    char path[PATH_MAX], ep[PATH_MAX + 8];
-    memset(cfg, 0, sizeof *cfg);
-    cfg->hwm = 200000;
-    cfg->scheduling = NERVE_SCHED_BATCH;
-    if (nerve_security_init(&cfg->security, "publisher") != 0)
-        return -1;
-    if (nerve_home_path("run/publisher.sock", path, sizeof path) != 0)
-        return -1;
-    snprintf(ep, sizeof ep, "ipc://%s", path);
-    if (nerve_conf_set_str(&cfg->input, ep) != 0 || nerve_conf_set_str(&cfg->output, "tcp://*:7451") != 0)
-        return -1;
-    if (nerve_home_path("run/publisher-control.sock", path, sizeof path) != 0)
-        return -1;
-    snprintf(ep, sizeof ep, "ipc://%s", path);
-    return nerve_conf_set_str(&cfg->control, ep);
-}
-
-static int s_load(relay_config_t *cfg, const char *path, nerve_conf_error_t *err)
-{
-    nerve_conf_t *root;
-    const char *used;
-    int rc = nerve_conf_load_daemon(path, DEFAULT_CONFIG, &root, &used, err);
-    if (rc != 0 || !root)
-        return rc;
-    static const char *const keys[] = {"input",   "output",   "control",    "hwm", "log_level",
-                                       "metrics", "security", "scheduling", NULL};
-    rc = nerve_conf_check_keys(root, keys, err);
-    const char *names[] = {"input", "output", "control", "metrics"};
-    char **slots[] = {&cfg->input, &cfg->output, &cfg->control, &cfg->metrics};
-    for (int i = 0; rc == 0 && i < 4; i++)
-        rc = nerve_conf_get_str(root, names[i], slots[i], err);
-    const nerve_conf_t *n;
-    int64_t v;
-    if (rc == 0 && (n = nerve_conf_get(root, "hwm")) &&
-        (rc = nerve_conf_as_int(n, 1000, 100000000, &v, err)) == 0)
-        cfg->hwm = (int)v;
-    if (rc == 0 && (n = nerve_conf_get(root, "log_level"))) {
-        const char *s;
-        nerve_log_level_t level;
-        if ((rc = nerve_conf_as_str(n, &s, err)) == 0 && nerve_log_level_parse(s, &level) != 0)
-            rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
-        else if (rc == 0)
-            nerve_log_set_level(level);
-    }
-    if (rc == 0)
-        rc = nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
-    if (rc == 0)
-        rc = nerve_daemon_sched_conf(root, &cfg->scheduling, err);
-    nerve_conf_destroy(&root);
-    return rc;
-}
-
-static void s_free(relay_config_t *cfg)
-{
-    free(cfg->input);
-    free(cfg->output);
-    free(cfg->control);
-    free(cfg->metrics);
-}
-
 int main(int argc, char **argv)
 {
     enum { OPT_INPUT = 256, OPT_OUTPUT, OPT_CONTROL, OPT_HWM, OPT_LOG, OPT_METRICS, OPT_SCHED };
@@ -134,9 +68,9 @@ int main(int argc, char **argv)
         return done;
     relay_config_t cfg;
     nerve_conf_error_t err;
-    if (s_defaults(&cfg) != 0 || s_load(&cfg, config, &err) != 0) {
+    if (relay_config_defaults(&cfg) != 0 || relay_config_load(&cfg, config, &err) != 0) {
         fprintf(stderr, "nerve-publisher: %s\n", err.message[0] ? err.message : "out of memory");
-        s_free(&cfg);
+        relay_config_free(&cfg);
         return 2;
     }
     while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -151,7 +85,7 @@ int main(int argc, char **argv)
                 fprintf(stderr,
                         "nerve-publisher: --scheduling: expected batch or normal, got '%s'\n",
                         optarg);
-                s_free(&cfg);
+                relay_config_free(&cfg);
                 return 2;
             }
             break;
@@ -160,7 +94,7 @@ int main(int argc, char **argv)
             long v = strtol(optarg, &end, 10);
             if (*end || v < 1000) {
                 fprintf(stderr, "nerve-publisher: --hwm: expected a number >= 1000\n");
-                s_free(&cfg);
+                relay_config_free(&cfg);
                 return 2;
             }
             cfg.hwm = (int)v;
@@ -171,7 +105,7 @@ int main(int argc, char **argv)
             if (nerve_log_level_parse(optarg, &level) != 0) {
                 fprintf(stderr, "nerve-publisher: --log-level: expected error, warn, info or "
                                 "debug\n");
-                s_free(&cfg);
+                relay_config_free(&cfg);
                 return 2;
             }
             nerve_log_set_level(level);
@@ -179,13 +113,13 @@ int main(int argc, char **argv)
         }
         default:
             s_usage(stderr);
-            s_free(&cfg);
+            relay_config_free(&cfg);
             return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "nerve-publisher: unexpected argument '%s' (see --help)\n", argv[optind]);
-        s_free(&cfg);
+        relay_config_free(&cfg);
         return 2;
     }
     nerve_daemon_signals(s_on_stop, s_on_hup);
@@ -195,6 +129,6 @@ int main(int argc, char **argv)
         nerve_daemon_ready("relaying");
     int rc = relay ? relay_run(relay) : 1;
     relay_destroy(&relay);
-    s_free(&cfg);
+    relay_config_free(&cfg);
     return rc == 0 ? 0 : 1;
 }

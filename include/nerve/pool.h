@@ -36,10 +36,10 @@ extern "C" {
 typedef struct nerve_pool nerve_pool_t;
 
 typedef struct nerve_pool_config {
-    const char *name;  /* thread name for top -H and perf (≤ 15 bytes), and log id */
-    size_t threads;    /* ≥ 1 (0 means 1) */
-    size_t queue_max;  /* jobs waiting at most (0 means 1) */
-    void *arg;         /* passed to every callback */
+    const char *name; /* thread name for top -H and perf (≤ 15 bytes), and log id */
+    size_t threads;   /* ≥ 1 (0 means 1) */
+    size_t queue_max; /* jobs waiting at most (0 means 1) */
+    void *arg;        /* passed to every callback */
     /*  Makes thread `index`'s state, on the thread calling nerve_pool_new().
         NULL fails the pool. Optional: without it the state is NULL. */
     void *(*thread_new)(void *arg, size_t index);
@@ -73,8 +73,7 @@ size_t nerve_pool_busy(nerve_pool_t *self);
     each, in queue order, under the pool's lock (it must not call the
     pool), or the configured drop when `drop` is NULL. Jobs running now go
     on. */
-void nerve_pool_close(nerve_pool_t *self, void (*drop)(void *drop_arg, void *job),
-                      void *drop_arg);
+void nerve_pool_close(nerve_pool_t *self, void (*drop)(void *drop_arg, void *job), void *drop_arg);
 
 /*  Closes the pool, waits up to wait_ms for the running jobs, ends the
     threads and frees everything (thread_destroy for each state); *self

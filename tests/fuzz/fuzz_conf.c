@@ -25,15 +25,13 @@
        to_obj expands aliases as its callers will.
     2. The same text, written to a scratch file (one per process, under
        /tmp, removed at exit), goes through manager_config_load,
-       actor_config_load + actor_config_check and beacond_config_load over
+       actor_config_load + actor_config_check, beacond_config_load and
+       relay_config_load over
        their defaults. Each returns 0 with values within their documented
        ranges (and, for beacond, every key of a beacon entry either its
        own or a param of the probe), or a negative error whose message
        names the file, line and column; LSan checks that the config frees
-       everything. (The
-       publisher's loader is a static function in publisher/main.c, not in
-       a core library; the walk of step 1 runs the calls it makes —
-       check_keys, get_str, as_int, security and scheduling — on every map.)
+       everything. relay_config_load (the publisher's) is run the same way.
 
     Any broken promise aborts. Run with scripts/fuzz.sh; seeds are in
     corpus/conf/.
@@ -42,6 +40,7 @@
 #include "../../actor/config.h"
 #include "../../beacons/beacond/config.h"
 #include "../../manager/config.h"
+#include "../../publisher/config.h"
 
 #include <nerve/conf.h>
 #include <nerve/daemon.h>
@@ -634,6 +633,22 @@ static void s_beacond(const uint8_t *data, size_t size)
     beacond_config_free(&cfg);
 }
 
+static void s_publisher(void)
+{
+    relay_config_t cfg;
+    nerve_conf_error_t err;
+    s_require(relay_config_defaults(&cfg) == 0, "publisher defaults");
+    int rc = relay_config_load(&cfg, s_path, &err);
+    if (rc == 0) {
+        s_require(cfg.hwm >= 1000 && cfg.hwm <= 100000000, "publisher hwm");
+        s_require(cfg.input && cfg.output && cfg.control, "publisher lost a string");
+        s_require(cfg.scheduling == NERVE_SCHED_BATCH || cfg.scheduling == NERVE_SCHED_NORMAL,
+                  "publisher scheduling");
+    } else
+        s_check_load_err(rc, &err, "relay_config_load");
+    relay_config_free(&cfg);
+}
+
 static void s_loaders(const uint8_t *data, size_t size)
 {
     FILE *f = fopen(s_path, "wb");
@@ -643,6 +658,7 @@ static void s_loaders(const uint8_t *data, size_t size)
     s_manager();
     s_actor();
     s_beacond(data, size);
+    s_publisher();
     nerve_log_set_level(NERVE_LOG_ERROR); /* a log_level: key changed it */
 }
 

@@ -51,11 +51,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define S_STEP  10
 
 static const char *const s_names[] = {
-    "registers.aggregate.avg",        "registers.aggregate.sum",   "registers.aggregate.count",
-    "registers.aggregate.min",        "registers.aggregate.max",   "registers.aggregate.last",
-    "registers.aggregate.rate",       "registers.aggregate.delta", "registers.aggregate.ewma",
-    "registers.aggregate.percentile", "registers.state.changed",   "registers.state.flapping",
-    "registers.store.get",            "registers.store.set",
+    "registers.aggregate.avg",   "registers.aggregate.sum",
+    "registers.aggregate.count", "registers.aggregate.min",
+    "registers.aggregate.max",   "registers.aggregate.last",
+    "registers.aggregate.rate",  "registers.aggregate.delta",
+    "registers.aggregate.ewma",  "registers.aggregate.percentile",
+    "registers.state.changed",   "registers.state.flapping",
+    "registers.store.get",       "registers.store.set",
 };
 #define S_NFUNCTIONS (sizeof s_names / sizeof s_names[0])
 
@@ -68,30 +70,18 @@ typedef struct {
 } params_t;
 
 static const params_t s_params[] = {
-    {NULL, 0, NULL, 0},
-    {"period", 10, NULL, 0},
-    {"period", 60, NULL, 0},
-    {"period", 0.001, NULL, 0},
-    {"period", 1, NULL, 0},
-    {"period", 61, NULL, 0},
-    {"period", 3600, NULL, 0},
-    {"period", 366.0 * 86400.0, NULL, 0},
-    {"period", 1e300, NULL, 0},
-    {"period", -1, NULL, 0},
-    {"period", 0, NULL, 0},
-    {"alpha", 0.3, NULL, 0},
-    {"alpha", 1, NULL, 0},
-    {"alpha", 0, NULL, 0},
-    {"alpha", 1e-300, NULL, 0},
-    {"p", 0, "period", 10},
-    {"p", 50, "period", 60},
-    {"p", 100, "period", 3},
-    {"p", 99.9, "period", 120},
-    {"p", 101, NULL, 0},
-    {"limit", 0, "period", 60},
-    {"limit", 1, "period", 10},
-    {"limit", 3, "period", 0.5},
-    {"limit", 1e12, "period", 86400},
+    {NULL, 0, NULL, 0},          {"period", 10, NULL, 0},
+    {"period", 60, NULL, 0},     {"period", 0.001, NULL, 0},
+    {"period", 1, NULL, 0},      {"period", 61, NULL, 0},
+    {"period", 3600, NULL, 0},   {"period", 366.0 * 86400.0, NULL, 0},
+    {"period", 1e300, NULL, 0},  {"period", -1, NULL, 0},
+    {"period", 0, NULL, 0},      {"alpha", 0.3, NULL, 0},
+    {"alpha", 1, NULL, 0},       {"alpha", 0, NULL, 0},
+    {"alpha", 1e-300, NULL, 0},  {"p", 0, "period", 10},
+    {"p", 50, "period", 60},     {"p", 100, "period", 3},
+    {"p", 99.9, "period", 120},  {"p", 101, NULL, 0},
+    {"limit", 0, "period", 60},  {"limit", 1, "period", 10},
+    {"limit", 3, "period", 0.5}, {"limit", 1e12, "period", 86400},
 };
 #define S_NPARAMS (sizeof s_params / sizeof s_params[0])
 
@@ -161,8 +151,8 @@ static bool s_value(uint8_t t, uint64_t bits, msgpack_object *v)
         memcpy(&v->via.f64, &bits, 8);
         return true;
     case 1:
-        v->type = (int64_t)bits < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER
-                                    : MSGPACK_OBJECT_POSITIVE_INTEGER;
+        v->type =
+            (int64_t)bits < 0 ? MSGPACK_OBJECT_NEGATIVE_INTEGER : MSGPACK_OBJECT_POSITIVE_INTEGER;
         v->via.i64 = (int64_t)bits;
         return true;
     case 2:

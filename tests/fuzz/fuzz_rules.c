@@ -173,7 +173,8 @@ static void s_on_reaction(void *arg, const rule_def_t *rule, const reaction_def_
     (*fired)++;
     s_require(rule && def && ev && args, "a reaction without its rule or args");
     s_require(args->type == MSGPACK_OBJECT_MAP, "reaction args that are not a map");
-    s_require(def->local == (target == NULL), "a target for a local reaction, or none for a remote one");
+    s_require(def->local == (target == NULL),
+              "a target for a local reaction, or none for a remote one");
     if (target)
         s_require(strlen(target) < NERVE_TOPIC_MAX + 16, "a target longer than its buffer");
 }

@@ -25,12 +25,12 @@
 typedef struct world {
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    bool gate_open;      /* held jobs wait for this */
-    int running;         /* held jobs inside run now */
-    int ran, dropped;    /* jobs run to the end, jobs dropped */
-    int order[16];       /* ids in the order they were dropped */
+    bool gate_open;   /* held jobs wait for this */
+    int running;      /* held jobs inside run now */
+    int ran, dropped; /* jobs run to the end, jobs dropped */
+    int order[16];    /* ids in the order they were dropped */
     int states_made, states_freed;
-    int fail_state_at;   /* thread_new fails for this index (-1: never) */
+    int fail_state_at;    /* thread_new fails for this index (-1: never) */
     bool signals_blocked; /* every run saw SIGTERM and SIGHUP blocked */
     char name[16];        /* a run's thread name */
     int stateless_runs;   /* runs given no thread state */
@@ -147,18 +147,18 @@ static nerve_pool_t *s_pool(world_t *w, size_t threads, size_t queue_max)
 }
 
 /*  Waits (up to 5 s) until `field` of w reaches `want`. */
-#define WAIT_FOR(w, field, want)                                                              \
-    do {                                                                                      \
-        struct timespec until;                                                                \
-        clock_gettime(CLOCK_REALTIME, &until);                                                \
-        until.tv_sec += 5;                                                                    \
-        pthread_mutex_lock(&(w)->lock);                                                       \
-        while ((w)->field != (want) &&                                                        \
-               pthread_cond_timedwait(&(w)->changed, &(w)->lock, &until) == 0)                \
-            ;                                                                                 \
-        int got_ = (w)->field;                                                                \
-        pthread_mutex_unlock(&(w)->lock);                                                     \
-        assert_int_equal(got_, (want));                                                       \
+#define WAIT_FOR(w, field, want)                                                                   \
+    do {                                                                                           \
+        struct timespec until;                                                                     \
+        clock_gettime(CLOCK_REALTIME, &until);                                                     \
+        until.tv_sec += 5;                                                                         \
+        pthread_mutex_lock(&(w)->lock);                                                            \
+        while ((w)->field != (want) &&                                                             \
+               pthread_cond_timedwait(&(w)->changed, &(w)->lock, &until) == 0)                     \
+            ;                                                                                      \
+        int got_ = (w)->field;                                                                     \
+        pthread_mutex_unlock(&(w)->lock);                                                          \
+        assert_int_equal(got_, (want));                                                            \
     } while (0)
 
 static void s_open_gate(world_t *w)
@@ -284,7 +284,7 @@ static void test_pool_destroy_leaves_a_stuck_job_after_the_wait(void **state)
     double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     assert_true(took >= 0.19 && took < 4.0);
     assert_int_equal(w->states_freed, 0); /* the stuck thread still uses its state */
-    s_open_gate(w); /* the job ends; its pool stays allocated, on purpose */
+    s_open_gate(w);                       /* the job ends; its pool stays allocated, on purpose */
     WAIT_FOR(w, ran, 2);
     /* w is shared with the abandoned pool's threads: not freed */
 }
