@@ -146,6 +146,11 @@ static void s_verr(nerve_conf_error_t *err, const char *file, size_t line,
   size_t used = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
   if (vsnprintf(err->message + used, size - used, fmt, ap) < 0)
     s_copy(err->message + used, size - used, fmt);
+  /*  One line, whatever the file held: a quoted "\n" in a value quoted
+      back (an id, a tag, a unit name) must not forge a log line. */
+  for (char *c = err->message; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f)
+      *c = '?';
 }
 
 static void s_err(nerve_conf_error_t *err, const char *file, size_t line,

@@ -649,6 +649,19 @@ static void test_conf_as_str_double_bool_report_errors_at_the_node(void **state)
     nerve_conf_destroy(&root);
 }
 
+/*  An error quotes the operator's text back; a control character in it
+    (a quoted "\n") becomes '?', so one error is one line in a log. */
+static void test_conf_fail_keeps_an_error_on_one_line(void **state)
+{
+    nerve_conf_t *root = s_parse_ok("id: \"web\\n1\\tx\"\n");
+    const nerve_conf_t *id = nerve_conf_get(root, "id");
+    assert_string_equal(id->text, "web\n1\tx");
+    nerve_conf_error_t err;
+    assert_int_equal(nerve_conf_fail(id, &err, "bad id '%s'", id->text), NERVE_EINVAL);
+    s_assert_err(&err, 1, 5, "t.yaml:1:5: bad id 'web?1?x'");
+    nerve_conf_destroy(&root);
+}
+
 /*  Found by fuzz_conf: `id: "web\0x"` read as "web", silently. */
 static void test_conf_as_str_refuses_a_nul_character(void **state)
 {
@@ -957,6 +970,7 @@ int main(void)
         cmocka_unit_test(test_conf_as_int_accepts_range_and_names_what_it_expected),
         cmocka_unit_test(test_conf_as_str_double_bool_report_errors_at_the_node),
         cmocka_unit_test(test_conf_as_str_refuses_a_nul_character),
+        cmocka_unit_test(test_conf_fail_keeps_an_error_on_one_line),
         cmocka_unit_test(test_conf_error_text_is_shortened_and_sanitised),
         cmocka_unit_test(test_conf_durations_parse_units_and_reject_garbage),
         cmocka_unit_test(test_conf_as_duration_reports_garbage_negative_and_overflow),
