@@ -501,9 +501,11 @@ static char *s_utoa(uint64_t v, char end[32])
 /*  A double as text for people and commands: at most 15 significant
     digits, so sums and averages show as 0.3, not 0.30000000000000004, and
     without printf's multi-precision path on the hot path: integers and
-    numbers from 1e-4 to 1e15 are formatted with integer arithmetic
-    (exact to the 15th digit, which is all a double guarantees); others
-    fall back to "%.15g". JSON output (nerve_obj_to_json) stays exact. */
+    numbers from 1e-4 to 1e15 are formatted with integer arithmetic; the
+    rest, and the rare number whose 16th digit is too close to a half for
+    the long double product to round it right, fall back to "%.15g", so
+    the text is always what "%.15g" gives (but -0 is "0"). JSON output
+    (nerve_obj_to_json) stays exact. */
 static size_t s_fmt_text_double(double d, char out[64])
 {
     double a = fabs(d);
@@ -528,15 +530,26 @@ static size_t s_fmt_text_double(double d, char out[64])
     int e = -4;
     while (e < 14 && (e + 1 >= 0 ? a >= (double)pow10[e + 1] : a * (double)pow10[-(e + 1)] >= 1))
         e++;
-    uint64_t m = (uint64_t)llroundl((long double)a * pow10[14 - e]);
-    if (m < 100000000000000ull && e > -4) { /* e guessed one too high */
+    long double x = (long double)a * pow10[14 - e];
+    if (x < 1e14L && e > -4) { /* e guessed one too high */
         e--;
-        m = (uint64_t)llroundl((long double)a * pow10[14 - e]);
+        x = (long double)a * pow10[14 - e];
     }
+    /* x carries about 14 bits below the point at 1e15 and is rounded
+       itself: a fraction that near a half may be on the wrong side of it
+       (and an exact half is printf's to round, to even). */
+    long double whole = floorl(x);
+    if (fabsl(x - whole - 0.5L) < 0x1p-12L)
+        return (size_t)snprintf(out, 64, "%.15g", d);
+    uint64_t m = (uint64_t)whole + (x - whole > 0.5L);
     if (m >= 1000000000000000ull) { /* rounding carried into a new digit */
         m = (m + 5) / 10;
         e++;
     }
+    /* Rounded up to 1e15 (999999999999999.5 and above): more digits than
+       the 15 we hold, and "%.15g" switches to an exponent there. */
+    if (e >= 15)
+        return (size_t)snprintf(out, 64, "%.15g", d);
     const char *p = s_utoa(m, digits); /* exactly 15 digits */
     int point = e + 1;                 /* digits before the decimal point */
     size_t last = 15;

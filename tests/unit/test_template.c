@@ -337,6 +337,51 @@ static void test_tmpl_number_text_stays_within_the_fifteenth_digit(void **state)
     }
 }
 
+static void test_tmpl_number_rounding_up_to_1e15_keeps_its_magnitude(void **state)
+{
+    /* Found by fuzz_template: rounding to 15 digits carried into a 16th
+       digit, and the text came out as "100000000000000" (1e14, with a NUL
+       byte after it). */
+    static const double cases[] = {999999999999999.9, 999999999999999.5, -999999999999999.9};
+    static const char *const texts[] = {"v=1e+15", "v=1e+15", "v=-1e+15"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_object value = nerve_obj_double_new(cases[i]);
+        nerve_tmpl_ctx_t ctx = g_ctx;
+        ctx.value = &value;
+        msgpack_object o = s_render_str("v={{value}}", &ctx);
+        assert_int_equal(o.via.str.size, strlen(texts[i]));
+        s_assert_str(&o, texts[i]);
+    }
+}
+
+static void test_tmpl_number_text_rounds_near_halves_like_printf(void **state)
+{
+    /* The 16th digit just below a half (the long double product rounded
+       it up to one) and exact halves (printf rounds those to even). */
+    static const struct {
+        double d;
+        const char *text;
+    } cases[] = {
+        {-0.0003484536557326775, "v=-0.000348453655732677"},
+        {-907164439.6923455, "v=-907164439.692345"},
+        {328510699971236.5, "v=328510699971236"},
+        {67784084277694.25, "v=67784084277694.2"},
+        {-0.0, "v=0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char want[64];
+        if (cases[i].d != 0) { /* the cases are what "%.15g" writes */
+            snprintf(want, sizeof want, "v=%.15g", cases[i].d);
+            assert_string_equal(want, cases[i].text);
+        }
+        msgpack_object value = nerve_obj_double_new(cases[i].d);
+        nerve_tmpl_ctx_t ctx = g_ctx;
+        ctx.value = &value;
+        msgpack_object o = s_render_str("v={{value}}", &ctx);
+        s_assert_str(&o, cases[i].text);
+    }
+}
+
 static void test_tmpl_lone_secret_renders_as_a_secret_ext_naming_it(void **state)
 {
     msgpack_object o = s_render_str("{{ secret.db_password }}", &g_ctx);
@@ -512,6 +557,8 @@ int main(void)
         cmocka_unit_test(test_tmpl_values_are_data_not_syntax),
         cmocka_unit_test(test_tmpl_numbers_in_text_use_fifteen_significant_digits),
         cmocka_unit_test(test_tmpl_number_text_stays_within_the_fifteenth_digit),
+        cmocka_unit_test(test_tmpl_number_rounding_up_to_1e15_keeps_its_magnitude),
+        cmocka_unit_test(test_tmpl_number_text_rounds_near_halves_like_printf),
         cmocka_unit_test(test_tmpl_lone_secret_renders_as_a_secret_ext_naming_it),
         cmocka_unit_test(test_tmpl_secret_inside_text_is_a_compile_error),
         cmocka_unit_test(test_tmpl_event_data_can_never_name_a_secret),
