@@ -40,6 +40,8 @@
     Any disagreement aborts. Run with scripts/fuzz.sh; seeds are in
     corpus/template/ (named for what they exercise).
 */
+#include "fuzz_utf8.h"
+
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/template.h>
@@ -145,37 +147,6 @@ static size_t s_utf8_cut(const char *text, size_t n, size_t max)
     return k;
 }
 
-static bool s_valid_utf8(const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint32_t c = p[i], min;
-        size_t len;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2, c &= 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, c &= 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, c &= 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            c = c << 6 | (p[i + k] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 /*  render_text into a buffer of exactly size bytes (ASan sees any write
     past it); full[0..n) is the whole text. */
 static void s_text_sized(const nerve_tmpl_t *t, const nerve_tmpl_ctx_t *ctx, const char *full,
@@ -192,7 +163,7 @@ static void s_text_sized(const nerve_tmpl_t *t, const nerve_tmpl_ctx_t *ctx, con
     } else if (size == 0) {
         s_require(rc == NERVE_ERANGE, "render_text did not report truncation");
         s_require((unsigned char)buf[0] == 0x5a, "render_text wrote into a 0-byte buffer");
-    } else if (s_valid_utf8((const unsigned char *)full, n)) {
+    } else if (fuzz_utf8_valid((const uint8_t *)full, n)) {
         s_require(rc == NERVE_ERANGE, "render_text did not report truncation");
         size_t want = s_utf8_cut(full, n, size - 1);
         s_require(buf[want] == '\0' && memcmp(buf, full, want) == 0,

@@ -18,10 +18,12 @@
     The decoded data/args tree must also equal, type for type, what
     msgpack-c's msgpack_unpack() makes of the same payload (the codec
     builds trees with its own one-pass builder).
-    Tags are also checked against an independent UTF-8 reference. Any
-    disagreement aborts. Run with scripts/fuzz.sh; seeds are in corpus/
-    (made by make_corpus.py).
+    Tags are also checked against an independent UTF-8 reference
+    (fuzz_utf8.h). Any disagreement aborts. Run with scripts/fuzz.sh;
+    seeds are in corpus/wire/ (made by make_corpus.py).
 */
+#include "fuzz_utf8.h"
+
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/wire.h>
@@ -58,38 +60,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/*  UTF-8 by code points, written apart from lib/wire.c's byte ranges. */
-static bool s_ref_utf8(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        uint32_t c = p[i], min;
-        size_t len;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2, c &= 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, c &= 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, c &= 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            c = c << 6 | (p[i + k] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 static nerve_wire_reason_t s_ref_tag(const uint8_t *p, size_t n)
 {
     if (n == 0)
@@ -100,7 +70,7 @@ static nerve_wire_reason_t s_ref_tag(const uint8_t *p, size_t n)
         return NERVE_WIRE_TAG_NO_SLASH;
     if (memchr(p, 0, n))
         return NERVE_WIRE_TAG_NUL;
-    return s_ref_utf8(p, n) ? NERVE_WIRE_OK : NERVE_WIRE_TAG_UTF8;
+    return fuzz_utf8_valid(p, n) ? NERVE_WIRE_OK : NERVE_WIRE_TAG_UTF8;
 }
 
 /*  Packs a value into buf (cleared first) to compare trees byte for byte:
@@ -252,9 +222,9 @@ static void s_result(const uint8_t *host_bytes, size_t host_len, const uint8_t *
     s_require(d->type == MSGPACK_OBJECT_MAP && d->via.map.size == 6, "result data not a map");
     const msgpack_object *o = &d->via.map.ptr[4].val; /* "output" */
     s_require(o->type == MSGPACK_OBJECT_STR && o->via.str.size <= NERVE_RESULT_OUTPUT_MAX &&
-                  s_ref_utf8((const uint8_t *)o->via.str.ptr, o->via.str.size),
+                  fuzz_utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size),
               "result output is not UTF-8 within the limit");
-    if (s_ref_utf8(out, n) && n <= NERVE_RESULT_OUTPUT_MAX)
+    if (fuzz_utf8_valid((const uint8_t *)out, n) && n <= NERVE_RESULT_OUTPUT_MAX)
         s_require(o->via.str.size == n && memcmp(o->via.str.ptr, out, n) == 0,
                   "valid output was changed");
 }
