@@ -603,6 +603,23 @@ static nerve_wire_reason_t s_unpack(nerve_wire_decoder_t *self, const nerve_fram
     return root->type == MSGPACK_OBJECT_MAP ? NERVE_WIRE_OK : NERVE_WIRE_PAYLOAD_NOT_MAP;
 }
 
+nerve_wire_reason_t nerve_wire_unpack(const void *data, size_t len, msgpack_zone *zone,
+                                      msgpack_object *out)
+{
+    if (len > NERVE_PAYLOAD_MAX)
+        return NERVE_WIRE_PAYLOAD_TOO_LARGE;
+    nerve_wire_reason_t reason = s_scan(data, len);
+    if (reason != NERVE_WIRE_OK)
+        return reason;
+    const uint8_t *p = data;
+    if (!s_build(&p, zone, out)) {
+        NERVE_LOG_RL(&s_oom_rl, NERVE_LOG_ERROR, "wire", "out of memory building a %zu-byte value",
+                     len);
+        return NERVE_WIRE_PAYLOAD_INVALID;
+    }
+    return NERVE_WIRE_OK;
+}
+
 /*  Finds the known keys of a map: found[i] is the value of names[i], or
     NULL. Returns false if a known key appears twice. */
 static bool s_collect(const msgpack_object *map, const char *const *names, size_t count,

@@ -266,9 +266,7 @@ static void s_pack_state(msgpack_packer *pk, const void *v, size_t vlen)
     msgpack_zone zone;
     msgpack_zone_init(&zone, 1024);
     msgpack_object obj;
-    size_t off = 0;
-    int rc = msgpack_unpack(v, vlen, &off, &zone, &obj);
-    if (rc == MSGPACK_UNPACK_SUCCESS && off == vlen) {
+    if (nerve_wire_unpack(v, vlen, &zone, &obj) == NERVE_WIRE_OK) {
         msgpack_pack_object(pk, obj);
     } else {
         msgpack_pack_map(pk, 1);
@@ -496,11 +494,9 @@ void control_handle(server_t *srv)
             snprintf(req.error, sizeof req.error, "empty request");
         } else {
             if (n >= nenv + 2) {
-                size_t off = 0;
                 zmq_msg_t *a = &parts[nenv + 1];
-                if (zmq_msg_size(a) &&
-                    msgpack_unpack(zmq_msg_data(a), zmq_msg_size(a), &off, &zone, &args) !=
-                        MSGPACK_UNPACK_SUCCESS)
+                if (zmq_msg_size(a) && nerve_wire_unpack(zmq_msg_data(a), zmq_msg_size(a), &zone,
+                                                         &args) != NERVE_WIRE_OK)
                     args.type = MSGPACK_OBJECT_NIL;
             }
             req.args = &args;

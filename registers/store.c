@@ -14,7 +14,9 @@
     state points into the manager's cache, which may move after the call,
     and the output must live as long as the zone. Bytes that are not one
     msgpack value answer nothing and return NERVE_EPARSE; they stay as they
-    are until the next set.
+    are until the next set. They are checked before anything is built
+    (nerve_wire_unpack): a state is bytes in LMDB, and a few bytes that
+    claim billions of entries must not make a register allocate them.
 */
 #include <string.h>
 
@@ -47,12 +49,8 @@ static int s_get(nerve_register_call_t *call)
     if (!copy)
         return NERVE_ENOMEM;
     memcpy(copy, call->state, call->state_len);
-    size_t off = 0;
     msgpack_object out;
-    msgpack_unpack_return r = msgpack_unpack(copy, call->state_len, &off, call->zone, &out);
-    if (r == MSGPACK_UNPACK_NOMEM_ERROR)
-        return NERVE_ENOMEM;
-    if (r != MSGPACK_UNPACK_SUCCESS || off != call->state_len)
+    if (nerve_wire_unpack(copy, call->state_len, call->zone, &out) != NERVE_WIRE_OK)
         return NERVE_EPARSE; /* not one msgpack value: say nothing */
     call->out = out;
     return 0;

@@ -159,6 +159,21 @@ nerve_wire_reason_t nerve_wire_decode_event(nerve_wire_decoder_t *self,
                                             const nerve_frame_t *frames, size_t nframes,
                                             nerve_event_t *out);
 
+/*  Unpacks the one msgpack value that fills `len` bytes at `data` into
+    `zone`, checked as payloads are before anything is built: at most
+    NERVE_PAYLOAD_MAX bytes, nesting within msgpack-c's limit, nothing
+    after the value, and every container backed by the entries it
+    announces. Use it instead of msgpack_unpack() on bytes from outside
+    (a request, a stored state): msgpack_unpack() allocates what a
+    container announces before reading it, so 5 bytes claiming four
+    billion entries make it ask for ~100 GB. Strings, bins and exts point
+    into `data`: keep it alive as long as *out. Returns NERVE_WIRE_OK, or
+    why the bytes were refused (NERVE_WIRE_PAYLOAD_TOO_LARGE, _TRUNCATED,
+    _TRAILING, or _INVALID: not msgpack, too deep, or out of memory,
+    which is logged). */
+nerve_wire_reason_t nerve_wire_unpack(const void *data, size_t len, msgpack_zone *zone,
+                                      msgpack_object *out);
+
 /*  Decodes a reaction. out->args valid until the next decode. */
 nerve_wire_reason_t nerve_wire_decode_reaction(nerve_wire_decoder_t *self,
                                                const nerve_frame_t *frames, size_t nframes,

@@ -586,6 +586,13 @@ static void test_store_get_on_corrupt_bytes_says_nothing(void **state)
     get->state_len = sizeof invalid;
     assert_int_equal(s_feed(get, T0, NULL), NERVE_EPARSE);
     assert_int_equal(get->written, SIZE_MAX);
+    /* Five bytes that claim four billion entries: refused as they are,
+       not by failing to allocate ~100 GB for them first (NERVE_ENOMEM). */
+    const uint8_t claim[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    memcpy(get->state, claim, sizeof claim);
+    get->state_len = sizeof claim;
+    assert_int_equal(s_feed(get, T0, NULL), NERVE_EPARSE);
+    assert_int_equal(get->out.type, MSGPACK_OBJECT_NIL);
     s_free(get);
 }
 

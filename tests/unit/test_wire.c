@@ -1649,11 +1649,59 @@ static void test_recv_parts_keeps_max_frames_and_counts_all(void **state)
     zmq_ctx_term(ctx);
 }
 
+/*  nerve_wire_unpack: one value, checked before anything is built. */
+static void test_unpack_builds_one_value_pointing_into_the_bytes(void **state)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    const uint8_t map[] = {0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0x92, 0xc0, 0xa2, 'h', 'i'};
+    msgpack_object o;
+    assert_int_equal(nerve_wire_unpack(map, sizeof map, &zone, &o), NERVE_WIRE_OK);
+    assert_int_equal(o.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(o.via.map.size, 2);
+    const msgpack_object *b = &o.via.map.ptr[1].val;
+    assert_int_equal(b->type, MSGPACK_OBJECT_ARRAY);
+    assert_int_equal(b->via.array.ptr[1].type, MSGPACK_OBJECT_STR);
+    assert_ptr_equal(b->via.array.ptr[1].via.str.ptr, (const char *)map + 9);
+    const uint8_t scalar[] = {0xcb, 0x40, 0x09, 0x21, 0xfb, 0x54, 0x44, 0x2d, 0x18};
+    assert_int_equal(nerve_wire_unpack(scalar, sizeof scalar, &zone, &o), NERVE_WIRE_OK);
+    assert_int_equal(o.type, MSGPACK_OBJECT_FLOAT64);
+    msgpack_zone_destroy(&zone);
+}
+
+static void test_unpack_refuses_claims_trailing_bytes_and_depth(void **state)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    msgpack_object o;
+    /* four billion entries announced in five bytes */
+    const uint8_t claim[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(nerve_wire_unpack(claim, sizeof claim, &zone, &o),
+                     NERVE_WIRE_PAYLOAD_TRUNCATED);
+    const uint8_t trailing[] = {0x01, 0x02};
+    assert_int_equal(nerve_wire_unpack(trailing, sizeof trailing, &zone, &o),
+                     NERVE_WIRE_PAYLOAD_TRAILING);
+    const uint8_t invalid[] = {0xc1};
+    assert_int_equal(nerve_wire_unpack(invalid, sizeof invalid, &zone, &o),
+                     NERVE_WIRE_PAYLOAD_INVALID);
+    uint8_t deep[40];
+    memset(deep, 0x91, sizeof deep); /* arrays of one, 40 deep */
+    deep[sizeof deep - 1] = 0x00;
+    assert_int_equal(nerve_wire_unpack(deep, sizeof deep, &zone, &o), NERVE_WIRE_PAYLOAD_INVALID);
+    assert_int_equal(nerve_wire_unpack(deep, 0, &zone, &o), NERVE_WIRE_PAYLOAD_TRUNCATED);
+    static uint8_t big[NERVE_PAYLOAD_MAX + 1];
+    assert_int_equal(nerve_wire_unpack(big, sizeof big, &zone, &o),
+                     NERVE_WIRE_PAYLOAD_TOO_LARGE);
+    msgpack_zone_destroy(&zone);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
     const struct CMUnitTest tests[] = {
         T(test_event_round_trip_keeps_every_field),
+        T(test_unpack_builds_one_value_pointing_into_the_bytes),
+        T(test_unpack_refuses_claims_trailing_bytes_and_depth),
         T(test_event_round_trip_data_number_string_and_nil),
         T(test_event_round_trip_nested_data),
         T(test_event_round_trip_data_raw_is_written_verbatim),
