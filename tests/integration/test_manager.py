@@ -355,16 +355,21 @@ class Targets(ManagerTest):
         self.assertEqual(st["reactions"]["sent"], 2)
 
 
-def install_slow_module(test):
-    """Copies the test module reactions.slow into a module directory of the
-    test's own (modes the loader accepts) and returns that directory."""
+def with_slow_module(test, config):
+    """Writes `config` as the test's manager.yaml (passed with -c) and
+    copies the test module reactions.slow into a module directory of the
+    test's own, with modes the loader accepts (test.mods)."""
+    cfg = os.path.join(test.dir, "manager.yaml")
+    with open(cfg, "w") as f:
+        f.write(config)
+    test.extra = ["-c", cfg]
     mods = os.path.join(test.dir, "mods")
     os.makedirs(os.path.join(mods, "reactions"))
     os.chmod(mods, 0o755)
     os.chmod(os.path.join(mods, "reactions"), 0o755)
     shutil.copy(os.path.join(TEST_MODULES, "slow.so"), os.path.join(mods, "reactions", "slow.so"))
     os.chmod(os.path.join(mods, "reactions", "slow.so"), 0o755)
-    return mods
+    test.mods = mods
 
 
 class SlowReactions(ManagerTest):
@@ -379,11 +384,7 @@ class SlowReactions(ManagerTest):
 
     def setUp(self):
         super().setUp()
-        cfg = os.path.join(self.dir, "manager.yaml")
-        with open(cfg, "w") as f:
-            f.write("worker_queue: 2\n")
-        self.extra = ["-c", cfg]
-        self.mods = install_slow_module(self)
+        with_slow_module(self, "worker_queue: 2\n")
 
     def test_slow_reactions_never_stall_the_engine_and_a_full_queue_is_counted(self):
         bus = self.start_manager(modules=[self.mods, MODULES])
@@ -430,11 +431,7 @@ class StopWithAHungReaction(ManagerTest):
 
     def setUp(self):
         super().setUp()
-        cfg = os.path.join(self.dir, "manager.yaml")
-        with open(cfg, "w") as f:
-            f.write("commit_interval: 1h\n")
-        self.extra = ["-c", cfg]
-        self.mods = install_slow_module(self)
+        with_slow_module(self, "commit_interval: 1h\n")
 
     def test_registers_are_committed_before_waiting_for_a_hung_reaction(self):
         bus = self.start_manager(modules=[self.mods, MODULES])
