@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -988,7 +989,14 @@ regstore_t *regstore_open(const char *dir, size_t mapsize, char *err, size_t err
     }
     mdb_txn_reset(self->rtxn);
 
-    if (pthread_create(&self->writer, NULL, s_writer, self) != 0) {
+    /* The writer starts with every signal blocked: they belong to the
+       daemon's main thread, whose poll they interrupt. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int started = pthread_create(&self->writer, NULL, s_writer, self);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started != 0) {
         s_error(err, errsize, "register store %s: cannot start the writer thread", dir);
         goto fail;
     }

@@ -36,6 +36,11 @@
 
 #define BATCH 4096
 #define RELOAD_DEBOUNCE_MS 300
+/* The loop wakes at least this often, whatever commit_interval says:
+   actors' presence, delivery retries, a signal that landed on another
+   thread (its handler only sets a flag) and the tap's re-bind are all
+   looked at on a tick. */
+#define TICK_MAX_MS 100
 #define WORKER_THREADS 4
 /* A stop waits for running local reactions as long as they are given,
    and a second, then goes on without them. */
@@ -951,6 +956,8 @@ int server_run(server_t *self)
     while (!s_stop) {
         uint64_t now = nerve_clock_mono_ms();
         long timeout = (long)(self->next_commit_ms > now ? self->next_commit_ms - now : 0);
+        if (timeout > TICK_MAX_MS)
+            timeout = TICK_MAX_MS;
         if (self->metrics) {
             uint64_t due = nerve_metrics_next_ms(self->metrics, now);
             if ((long)(due > now ? due - now : 0) < timeout)

@@ -456,6 +456,36 @@ class StopWithAHungReaction(ManagerTest):
         self.assertEqual(p["data"]["total"], 12)
 
 
+class QuietLoopWithALongCommitInterval(ManagerTest):
+    """The loop wakes on a tick whatever commit_interval says: with
+    commit_interval: 1h and nothing arriving, an actor that stops beating
+    is still declared lost (it used to wait for the next commit, an hour
+    away), and SIGTERM still stops the manager at once."""
+    rules_text = ""
+
+    def setUp(self):
+        super().setUp()
+        cfg = os.path.join(self.dir, "manager.yaml")
+        with open(cfg, "w") as f:
+            f.write("commit_interval: 1h\n")
+        self.extra = ["-c", cfg]
+
+    def test_an_actor_is_lost_and_a_stop_is_prompt_without_traffic(self):
+        bus = self.start_manager()
+        bus.send("/nerve/actor/quiet1/alive", {"heartbeat_ms": 200, "groups": [],
+                                               "version": "t"}, host="quiet1")
+        bus.wait_for(is_event("/nerve/actor/quiet1/joined"))
+        start = time.monotonic()
+        bus.wait_for(is_event("/nerve/actor/quiet1/lost"), timeout=5)
+        self.assertGreaterEqual(time.monotonic() - start, 0.5)  # 3 heartbeats of silence
+        bus.close()
+        self.bus = None
+        start = time.monotonic()
+        self.assertEqual(self.manager.stop(signal.SIGTERM), 0)
+        self.manager = None
+        self.assertLess(time.monotonic() - start, 3)
+
+
 class Metrics(ManagerTest):
     rules_text = Reload.rules_text
 
