@@ -164,3 +164,16 @@ int nerve_daemon_schedule(nerve_sched_t policy, const char *log_id)
                 nerve_daemon_sched_name(policy));
     return 1;
 }
+
+int nerve_daemon_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+    sigset_t mask, old;
+    sigfillset(&mask);
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        sigdelset(&mask, faults[i]);
+    pthread_sigmask(SIG_BLOCK, &mask, &old);
+    int rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}

@@ -7,13 +7,13 @@
     tells nerve_pool_destroy() that nothing runs any more.
 */
 #define _GNU_SOURCE /* pthread_setname_np() */
+#include <nerve/daemon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/pool.h>
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,16 +79,13 @@ static void *s_thread(void *arg)
     }
 }
 
-/*  Starts thread `t` with every signal blocked (it inherits the mask). */
+/*  Starts thread `t` with the daemon's signals blocked (nerve/daemon.h).
+    Returns pthread_create()'s error number. */
 static int s_start(nerve_pool_t *self, thread_t *t)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&t->id, NULL, s_thread, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = nerve_daemon_thread(&t->id, s_thread, t);
     if (rc != 0)
-        return NERVE_EIO;
+        return rc;
     t->started = true;
     pthread_setname_np(t->id, self->name);
     return 0;
@@ -113,8 +110,10 @@ static void s_free(nerve_pool_t *self)
 nerve_pool_t *nerve_pool_new(const nerve_pool_config_t *cfg)
 {
     nerve_pool_t *self = calloc(1, sizeof *self);
-    if (!self)
+    if (!self) {
+        NERVE_ERROR(cfg->name ? cfg->name : "pool", "out of memory starting the pool");
         return NULL;
+    }
     self->cfg = *cfg;
     snprintf(self->name, sizeof self->name, "%s", cfg->name ? cfg->name : "pool");
     self->cap = cfg->queue_max ? cfg->queue_max : 1;
@@ -142,8 +141,9 @@ nerve_pool_t *nerve_pool_new(const nerve_pool_config_t *cfg)
             nerve_pool_destroy(&self, 0);
             return NULL;
         }
-        if (s_start(self, t) != 0) {
-            NERVE_ERROR(self->name, "cannot start thread %zu: %s", i, strerror(errno));
+        int rc = s_start(self, t);
+        if (rc != 0) {
+            NERVE_ERROR(self->name, "cannot start thread %zu: %s", i, strerror(rc));
             nerve_pool_destroy(&self, 0);
             return NULL;
         }

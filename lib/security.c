@@ -30,6 +30,7 @@
     so, and then only within the write bounds.
 */
 #define _GNU_SOURCE
+#include <nerve/daemon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/paths.h>
@@ -1461,11 +1462,7 @@ nerve_zap_t *nerve_zap_start(void *zmq_ctx, const nerve_security_t *sec, char *e
         goto fail;
     }
     /*  Signals belong to the daemon's main thread, not to ours. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&self->thread, NULL, s_zap_thread, self);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = nerve_daemon_thread(&self->thread, s_zap_thread, self);
     if (rc != 0) {
         s_err(err, errsize, "cannot start the ZAP thread: %s", strerror(rc));
         goto fail;

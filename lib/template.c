@@ -19,6 +19,7 @@
 #include <nerve/error.h>
 #include <nerve/value.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -521,6 +522,12 @@ static size_t s_fmt_text_double(double d, char out[64])
         memcpy(out + n, p, len + 1);
         return n + len;
     }
+#if LDBL_MANT_DIG < 64
+    /* The integer path needs an x87-style 64-bit (or wider) long double:
+       where long double is double (arm32, ppc64le's double-double) the
+       product below cannot tell a 16th digit's half. */
+    return (size_t)snprintf(out, 64, "%.15g", d);
+#endif
     /* 15 significant digits: m = a × 10^(14 - e) rounded, e = floor(log10 a),
        with exact powers of ten (long double holds 10^0…10^19 exactly). */
     static const long double pow10[] = {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void s_usage(FILE *out)
 {
@@ -200,6 +201,13 @@ int main(int argc, char **argv)
     }
     server_stop(&server);
     NERVE_INFO("manager", "stopped");
+    if (server.worker_abandoned) {
+        /* A reaction still runs module code on a worker: exit() would run
+           atexit handlers and unload libraries under it. Registers are
+           committed and the sockets closed; leave now. */
+        fflush(NULL);
+        _exit(rc == 0 ? 0 : 1);
+    }
     manager_config_free(&cfg);
     return rc == 0 ? 0 : 1;
 }

@@ -36,6 +36,7 @@
 
 #include "keysort.h"
 
+#include <nerve/daemon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
 
@@ -43,7 +44,6 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -989,14 +989,9 @@ regstore_t *regstore_open(const char *dir, size_t mapsize, char *err, size_t err
     }
     mdb_txn_reset(self->rtxn);
 
-    /* The writer starts with every signal blocked: they belong to the
-       daemon's main thread, whose poll they interrupt. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int started = pthread_create(&self->writer, NULL, s_writer, self);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (started != 0) {
+    /* Signals belong to the daemon's main thread, whose poll they
+       interrupt (nerve_daemon_thread). */
+    if (nerve_daemon_thread(&self->writer, s_writer, self) != 0) {
         s_error(err, errsize, "register store %s: cannot start the writer thread", dir);
         goto fail;
     }

@@ -369,7 +369,7 @@ static int s_rule_body(loader_t *self, rule_def_t *rule, const nerve_conf_t *nam
 static int s_check_rule_name(loader_t *self, const nerve_conf_t *namenode)
 {
     const char *name = namenode->text;
-    size_t n = strlen(name);
+    size_t n = namenode->text_len; /* a quoted "a\0b" holds a NUL: refused below */
     if (n == 0)
         return nerve_conf_fail(namenode, self->err, "a rule needs a name: '- rule_name: {...}'");
     if (n > NERVE_NAME_MAX)

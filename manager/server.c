@@ -273,6 +273,10 @@ static void s_send_remote(server_t *self, const rule_def_t *rule, const reaction
 static void s_send_local(server_t *self, const rule_def_t *rule, const reaction_def_t *def,
                          const nerve_event_t *ev, const msgpack_object *args)
 {
+    if (!self->worker) { /* stopping: what the last reactions sent back runs no more */
+        self->counters.reactions_local_refused++;
+        return;
+    }
     worker_job_t *job = calloc(1, sizeof *job);
     if (!job || !(job->zone = msgpack_zone_new(2048)) ||
         nerve_obj_copy(job->zone, args, &job->args) != 0 ||

@@ -294,7 +294,7 @@ worker_t *worker_new(void *zmq_ctx, const char *inject_endpoint, const char *hos
 
 int worker_submit(worker_t *self, worker_job_t **job)
 {
-    if (nerve_pool_submit(self->pool, *job) != 0)
+    if (!self || nerve_pool_submit(self->pool, *job) != 0)
         return NERVE_EFULL;
     *job = NULL;
     return 0;

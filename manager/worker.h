@@ -54,7 +54,8 @@ worker_t *worker_new(void *zmq_ctx, const char *inject_endpoint, const char *hos
                      size_t threads, size_t queue_max);
 
 /*  Queues a job; on 0 the worker owns *job (and sets it to NULL). On
-    NERVE_EFULL the caller still owns it (free with worker_job_free). */
+    NERVE_EFULL (full, or self NULL: destroyed) the caller still owns it
+    (free with worker_job_free). */
 int worker_submit(worker_t *self, worker_job_t **job);
 
 /*  Frees a job: its zone, its ruleset reference. */

@@ -14,6 +14,7 @@
 #include <nerve/conf.h>
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -44,6 +45,17 @@ int nerve_daemon_first_pass(int argc, char **argv, const struct option *opts, co
     (both without SA_RESTART, so a blocked call returns EINTR), SIGPIPE is
     ignored. The handlers should only set a flag. */
 void nerve_daemon_signals(void (*on_stop)(int), void (*on_hup)(int));
+
+/*  pthread_create() for a daemon's helper thread (a worker, the register
+    writer, the ZAP handler): the thread starts with every signal blocked
+    but the faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP,
+    SIGSYS). SIGTERM and SIGHUP then reach the main thread, whose poll they
+    interrupt; a handler run on another thread would only set a flag the
+    loop reads late. A fault in the thread still reports as one (with a
+    blocked SIGSEGV the kernel kills the process silently, and a
+    sanitizer's report is lost). The caller's mask is left as it was.
+    Returns pthread_create()'s result. */
+int nerve_daemon_thread(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /*  How a throughput daemon's threads are scheduled (the manager's and the
     publisher's `scheduling:` key, `--scheduling`).

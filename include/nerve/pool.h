@@ -13,9 +13,10 @@
     made by `thread_new` on the thread that starts the pool and passed to
     every run on that thread, so a job's code needs no lock to use it.
 
-    Pool threads start with every signal blocked: signals go to the
-    daemon's main thread, whose poll they must interrupt, and a process a
-    job spawns starts from a known mask (it resets it).
+    Pool threads start with the daemon's signals blocked (faults aside:
+    nerve_daemon_thread() in nerve/daemon.h): signals go to the main
+    thread, whose poll they must interrupt, and a process a job spawns
+    starts from a known mask (it resets it).
 
     Stopping: nerve_pool_destroy() closes the queue, drops what waits, and
     waits a bounded time for what runs. A job that does not finish in time

@@ -456,6 +456,45 @@ class StopWithAHungReaction(ManagerTest):
         self.assertEqual(p["data"]["total"], 12)
 
 
+class StopWhileResultsStillFire(ManagerTest):
+    """A reaction that ends during the stop sends its result, which rules
+    still see; a local reaction they fire then has no worker to go to.
+    It is refused and counted: the manager used to hand it to the
+    destroyed worker and die of SIGSEGV."""
+    rules_text = """
+/t/slow:
+  rules:
+    - nap:
+        rule: rules.simple.exists
+        reactions:
+          - reactions.slow.sleep: {ms: 1500}
+/nerve/result/**:
+  rules:
+    - on_result:
+        rule: rules.simple.exists
+        field: took_us
+        reactions:
+""" + fire("/out/result")
+
+    def setUp(self):
+        super().setUp()
+        with_slow_module(self, "log_level: info\n")
+
+    def test_a_result_during_the_stop_does_not_crash_it(self):
+        bus = self.start_manager(modules=[self.mods, MODULES])
+        bus.send("/t/slow", 1)
+
+        def running():
+            r = bus.control("status")[1]["reactions"]
+            return r["local_queued"] == 1 and r["local_waiting"] == 0
+        wait_until(running, what="the slow reaction taken by a worker")
+        bus.close()
+        self.bus = None
+        self.assertEqual(self.manager.stop(signal.SIGTERM, timeout=20), 0,
+                         self.manager.output())
+        self.manager = None
+
+
 class QuietLoopWithALongCommitInterval(ManagerTest):
     """The loop wakes on a tick whatever commit_interval says: with
     commit_interval: 1h and nothing arriving, an actor that stops beating

@@ -251,6 +251,32 @@ static void test_schedule_batch_keeps_a_policy_the_operator_chose(void **state)
     assert_int_equal(c.inherited, SCHED_IDLE);
 }
 
+static void *s_read_mask(void *arg)
+{
+    pthread_sigmask(SIG_BLOCK, NULL, (sigset_t *)arg);
+    return NULL;
+}
+
+/*  A helper thread blocks the daemon's signals but not the faults, and
+    the caller's own mask is left as it was. */
+static void test_daemon_thread_blocks_signals_but_not_faults(void **state)
+{
+    sigset_t before, after, seen;
+    pthread_sigmask(SIG_BLOCK, NULL, &before);
+    pthread_t t;
+    assert_int_equal(nerve_daemon_thread(&t, s_read_mask, &seen), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(sigismember(&seen, SIGTERM));
+    assert_true(sigismember(&seen, SIGHUP));
+    assert_true(sigismember(&seen, SIGINT));
+    assert_false(sigismember(&seen, SIGSEGV));
+    assert_false(sigismember(&seen, SIGBUS));
+    assert_false(sigismember(&seen, SIGABRT));
+    pthread_sigmask(SIG_BLOCK, NULL, &after);
+    assert_int_equal(sigismember(&after, SIGTERM), sigismember(&before, SIGTERM));
+    assert_int_equal(sigismember(&after, SIGHUP), sigismember(&before, SIGHUP));
+}
+
 int main(void)
 {
     s_runner_policy = sched_getscheduler(0);
@@ -265,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_schedule_normal_leaves_the_policy_alone),
         cmocka_unit_test(test_schedule_batch_keeps_a_policy_the_operator_chose),
         cmocka_unit_test(test_schedule_batch_keeps_reset_on_fork),
+        cmocka_unit_test(test_daemon_thread_blocks_signals_but_not_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,7 @@ typedef struct world {
     int states_made, states_freed;
     int fail_state_at;    /* thread_new fails for this index (-1: never) */
     bool signals_blocked; /* every run saw SIGTERM and SIGHUP blocked */
+    bool faults_blocked;  /* some run saw SIGSEGV or SIGABRT blocked */
     char name[16];        /* a run's thread name */
     int stateless_runs;   /* runs given no thread state */
 } world_t;
@@ -105,6 +106,8 @@ static void s_run(void *arg, void *state, void *job)
     pthread_mutex_lock(&w->lock);
     if (!sigismember(&mask, SIGTERM) || !sigismember(&mask, SIGHUP))
         w->signals_blocked = false;
+    if (sigismember(&mask, SIGSEGV) || sigismember(&mask, SIGABRT))
+        w->faults_blocked = true; /* a crash in a job would die silently */
     if (!state)
         w->stateless_runs++; /* cmocka's asserts belong on the test's thread */
     memcpy(w->name, name, sizeof name);
@@ -169,7 +172,7 @@ static void s_open_gate(world_t *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void test_pool_runs_every_job_on_a_named_thread_with_signals_blocked(void **state)
+static void test_pool_runs_every_job_on_a_named_thread_with_signals_but_faults_blocked(void **state)
 {
     world_t *w = s_world();
     nerve_pool_t *p = s_pool(w, 3, 64);
@@ -179,6 +182,7 @@ static void test_pool_runs_every_job_on_a_named_thread_with_signals_blocked(void
         assert_int_equal(nerve_pool_submit(p, s_job(i, false)), 0);
     WAIT_FOR(w, ran, 50);
     assert_true(w->signals_blocked);
+    assert_false(w->faults_blocked);
     assert_int_equal(w->stateless_runs, 0);
     assert_string_equal(w->name, "testpool");
     assert_int_equal(nerve_pool_destroy(&p, 1000), 0);
@@ -309,7 +313,7 @@ static void test_pool_destroy_is_safe_on_null(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pool_runs_every_job_on_a_named_thread_with_signals_blocked),
+        cmocka_unit_test(test_pool_runs_every_job_on_a_named_thread_with_signals_but_faults_blocked),
         cmocka_unit_test(test_pool_refuses_a_job_when_the_queue_is_full),
         cmocka_unit_test(test_pool_close_drops_waiting_jobs_in_order_and_refuses_new_ones),
         cmocka_unit_test(test_pool_close_uses_the_drop_callback_it_is_given),

@@ -986,6 +986,8 @@ static void test_rule_name_empty_too_long_or_with_control_character_is_refused(v
     s_load_fails(*state, text, 3, 7, "rule name of 256 bytes: at most 255");
     s_load_fails(*state, "/a:\n  rules:\n    - \"a\\nb\": {rule: rules.simple.exists}\n", 3, 7,
                  "rule name has a control character (byte 2)");
+    s_load_fails(*state, "/a:\n  rules:\n    - \"ab\\0cd\": {rule: rules.simple.exists}\n", 3, 7,
+                 "rule name has a control character (byte 3)");
     snprintf(text, sizeof text, "/a:\n  rules:\n    - %0255d: {rule: rules.simple.exists}\n", 0);
     fixture_t *fx = *state;
     assert_int_equal(s_load(fx, s_write(fx, "ok.yaml", text)), 0);
