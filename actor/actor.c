@@ -934,10 +934,10 @@ void actor_reload_status(const actor_t *self, actor_reload_status_t *out)
     *out = self->reload_status;
 }
 
-void actor_destroy(actor_t **self_p)
+int actor_destroy(actor_t **self_p)
 {
     if (!self_p || !*self_p)
-        return;
+        return 0;
     actor_t *self = *self_p;
     nerve_metrics_stop(&self->metrics);
     nerve_mtext_destroy(&self->mtext);
@@ -958,8 +958,10 @@ void actor_destroy(actor_t **self_p)
     runset_unref(&self->runset); /* a reaction that outlived the stop holds its own */
     msgpack_sbuffer_destroy(&self->data);
     msgpack_sbuffer_destroy(&self->frame);
+    bool abandoned = self->pool_abandoned;
     free(self);
     *self_p = NULL;
+    return abandoned ? NERVE_ETIMEDOUT : 0;
 }
 
 void actor_stats(const actor_t *self, actor_stats_t *out)

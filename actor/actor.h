@@ -108,8 +108,11 @@ void actor_request_reload(actor_t *self);
 void actor_reload_status(const actor_t *self, actor_reload_status_t *out);
 
 /*  Closes everything (waiting up to 2 s for messages still queued to the
-    manager) and sets *self to NULL. Safe on NULL and twice. */
-void actor_destroy(actor_t **self);
+    manager) and sets *self to NULL. Returns 0, or NERVE_ETIMEDOUT when a
+    reaction was still running and was left behind: its thread still runs
+    module code, so the process should leave with _exit() rather than
+    exit(). Safe on NULL and twice. */
+int actor_destroy(actor_t **self);
 
 /*  The counters. Call from the loop's thread or after actor_run returned. */
 void actor_stats(const actor_t *self, actor_stats_t *out);

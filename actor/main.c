@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static actor_t *s_actor;
 
@@ -304,7 +305,12 @@ int main(int argc, char **argv)
     int rc = actor_run(s_actor);
     actor_t *actor = s_actor;
     s_actor = NULL; /* a late signal finds nothing to stop */
-    actor_destroy(&actor);
+    if (actor_destroy(&actor) != 0) {
+        /* A reaction still runs module code on a worker: exit() would run
+           atexit handlers and unload libraries under it. */
+        fflush(NULL);
+        _exit(rc == 0 ? 0 : 1);
+    }
     actor_config_free(&cfg);
     return rc == 0 ? 0 : 1;
 }
