@@ -579,6 +579,33 @@ static const char s_gated_rules[] =
     "        rule: rules.simple.exists\n"
     "        field: nothing\n";
 
+/*  Found by fuzz_control: explain nests what it shows up to five levels
+    down, so data nested within the wire's 32 levels could make a report
+    of 33 that the CLI (msgpack-c) cannot read. Such a value is shown as a
+    note; the report stays readable. */
+static void test_engine_explain_of_deeply_nested_data_stays_readable(void **state)
+{
+    fixture_t *fx = *state;
+    s_rules(fx, "/d/x:\n"
+                "  rules:\n"
+                "    - deep:\n"
+                "        rule: rules.simple.exists\n"
+                "        reactions:\n"
+                "          - reactions.eventer.fire_event: {tag: /out, data: '{{value}}'}\n");
+    char json[256] = "{\"value\": ";
+    size_t n = strlen(json);
+    for (int i = 0; i < 29; i++)
+        json[n++] = '[';
+    json[n++] = '1';
+    for (int i = 0; i < 29; i++)
+        json[n++] = ']';
+    json[n++] = '}';
+    json[n] = '\0';
+    char report[16384];
+    s_explain_at(fx, 1 * SEC, "/d/x", "web1", json, report, sizeof report);
+    assert_non_null(strstr(report, "(a value nested too deep to show)"));
+}
+
 static void test_engine_explain_changes_no_register_or_gate_state(void **state)
 {
     fixture_t *fx = *state;
@@ -888,6 +915,7 @@ int main(void)
         T(test_engine_cooldown_silences_each_key_on_its_own),
         T(test_engine_sink_receives_rendered_args_and_targets),
         T(test_engine_explain_changes_no_register_or_gate_state),
+        T(test_engine_explain_of_deeply_nested_data_stays_readable),
         T(test_engine_explain_report_has_every_step),
         T(test_engine_explain_of_an_unmatched_event_is_empty),
         T(test_engine_explain_reports_a_rule_error),
