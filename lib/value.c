@@ -514,6 +514,28 @@ int nerve_obj_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object
     return s_copy_checked(zone, src, dst, false);
 }
 
+size_t nerve_obj_depth(const msgpack_object *o, size_t limit)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP)
+        return 0;
+    if (limit == 0)
+        return 1;
+    size_t deepest = 0, d;
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size && deepest < limit; i++)
+            if ((d = nerve_obj_depth(&o->via.array.ptr[i], limit - 1)) > deepest)
+                deepest = d;
+    } else {
+        for (uint32_t i = 0; i < o->via.map.size && deepest < limit; i++) {
+            if ((d = nerve_obj_depth(&o->via.map.ptr[i].key, limit - 1)) > deepest)
+                deepest = d;
+            if ((d = nerve_obj_depth(&o->via.map.ptr[i].val, limit - 1)) > deepest)
+                deepest = d;
+        }
+    }
+    return 1 + deepest;
+}
+
 int nerve_obj_copy_data(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst)
 {
     return s_copy_checked(zone, src, dst, true);

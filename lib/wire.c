@@ -35,6 +35,7 @@
 */
 #include <nerve/error.h>
 #include <nerve/log.h>
+#include <nerve/value.h>
 #include <nerve/wire.h>
 
 #include <assert.h>
@@ -366,35 +367,11 @@ static nerve_wire_reason_t s_scan(const void *data, size_t len)
     return s_scan_in(data, len, 0);
 }
 
-/*  Containers nested in o, o included (0 for a scalar), counted up to
-    limit + 1 at most. */
-static size_t s_obj_depth(const msgpack_object *o, size_t limit)
-{
-    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP)
-        return 0;
-    if (limit == 0)
-        return 1;
-    size_t deepest = 0, d;
-    if (o->type == MSGPACK_OBJECT_ARRAY) {
-        for (uint32_t i = 0; i < o->via.array.size && deepest < limit; i++)
-            if ((d = s_obj_depth(&o->via.array.ptr[i], limit - 1)) > deepest)
-                deepest = d;
-    } else {
-        for (uint32_t i = 0; i < o->via.map.size && deepest < limit; i++) {
-            if ((d = s_obj_depth(&o->via.map.ptr[i].key, limit - 1)) > deepest)
-                deepest = d;
-            if ((d = s_obj_depth(&o->via.map.ptr[i].val, limit - 1)) > deepest)
-                deepest = d;
-        }
-    }
-    return 1 + deepest;
-}
-
 /*  True if o fits inside a payload's top map: the decoders parse
     S_DEPTH_MAX containers deep, the map included. */
 static bool s_fits_in_payload(const msgpack_object *o)
 {
-    return s_obj_depth(o, S_DEPTH_MAX - 1) <= S_DEPTH_MAX - 1;
+    return nerve_obj_depth(o, S_DEPTH_MAX - 1) <= S_DEPTH_MAX - 1;
 }
 
 static void s_build_int(msgpack_object *o, int64_t v)

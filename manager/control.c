@@ -259,14 +259,19 @@ static bool s_arg_str(request_t *req, const char *key, char *buf, size_t size, b
     return true;
 }
 
+/*  msgpack-c, which the CLI reads replies with, parses 32 levels. */
+#define REPLY_DEPTH_MAX 32
+
 /*  A register's state as shown to people: the value itself when the state
-    is one msgpack value (registers.store), else its size. */
-static void s_pack_state(msgpack_packer *pk, const void *v, size_t vlen)
+    is one msgpack value (registers.store) that fits in the `room` levels
+    the reply has left for it, else its size. */
+static void s_pack_state(msgpack_packer *pk, const void *v, size_t vlen, size_t room)
 {
     msgpack_zone zone;
     msgpack_zone_init(&zone, 1024);
     msgpack_object obj;
-    if (nerve_wire_unpack(v, vlen, &zone, &obj) == NERVE_WIRE_OK) {
+    if (nerve_wire_unpack(v, vlen, &zone, &obj) == NERVE_WIRE_OK &&
+        nerve_obj_depth(&obj, room) <= room) {
         msgpack_pack_object(pk, obj);
     } else {
         msgpack_pack_map(pk, 1);
@@ -298,7 +303,7 @@ static int s_list_one(void *arg, const void *k, size_t kl, const void *v, size_t
     size_t rest = kl > scope_len + 2 ? kl - scope_len - 2 : 0;
     msgpack_pack_str_with_body(ctx->pk, key + 2 + scope_len, rest);
     s_str(ctx->pk, "value");
-    s_pack_state(ctx->pk, v, vl);
+    s_pack_state(ctx->pk, v, vl, REPLY_DEPTH_MAX - 2); /* inside the array and the entry */
     return 0;
 }
 
@@ -345,7 +350,7 @@ static int s_registers_get(request_t *req)
                  rk.key);
         return NERVE_ENOENT;
     }
-    s_pack_state(req->pk, v, vl);
+    s_pack_state(req->pk, v, vl, REPLY_DEPTH_MAX);
     return 0;
 }
 

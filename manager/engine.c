@@ -518,29 +518,6 @@ static void s_pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
         msgpack_pack_nil(pk);
 }
 
-/*  Containers nested in o, o included, counted up to limit + 1 at most. */
-static size_t s_obj_depth(const msgpack_object *o, size_t limit)
-{
-    if (o->type != MSGPACK_OBJECT_ARRAY && o->type != MSGPACK_OBJECT_MAP)
-        return 0;
-    if (limit == 0)
-        return 1;
-    size_t deepest = 0, d;
-    if (o->type == MSGPACK_OBJECT_ARRAY) {
-        for (uint32_t i = 0; i < o->via.array.size; i++)
-            if ((d = s_obj_depth(&o->via.array.ptr[i], limit - 1)) > deepest)
-                deepest = d;
-    } else {
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            if ((d = s_obj_depth(&o->via.map.ptr[i].key, limit - 1)) > deepest)
-                deepest = d;
-            if ((d = s_obj_depth(&o->via.map.ptr[i].val, limit - 1)) > deepest)
-                deepest = d;
-        }
-    }
-    return 1 + deepest;
-}
-
 /*  An explanation nests a value at most 5 levels down (reply, rules, rule,
     reactions, reaction), and a reader built on msgpack-c (the CLI) parses
     32 levels at most: a value nested deeper than the difference is shown
@@ -552,7 +529,7 @@ static void s_pack_kv_obj(msgpack_packer *pk, const char *k, const msgpack_objec
     s_pack_str(pk, k);
     if (!v)
         msgpack_pack_nil(pk);
-    else if (s_obj_depth(v, EXPLAIN_VALUE_DEPTH_MAX) > EXPLAIN_VALUE_DEPTH_MAX)
+    else if (nerve_obj_depth(v, EXPLAIN_VALUE_DEPTH_MAX) > EXPLAIN_VALUE_DEPTH_MAX)
         s_pack_str(pk, "(a value nested too deep to show)");
     else
         msgpack_pack_object(pk, *v);

@@ -92,6 +92,12 @@ int nerve_obj_copy(msgpack_zone *zone, const msgpack_object *src, msgpack_object
     value of type NERVE_EXT_SECRET in src becomes nil in the copy. */
 int nerve_obj_copy_data(msgpack_zone *zone, const msgpack_object *src, msgpack_object *dst);
 
+/*  How many containers are nested in obj, obj included (0 for a scalar),
+    counted up to limit + 1 at most, so the walk stays bounded. msgpack-c
+    parses 32 levels: whatever nests received values inside its own must
+    keep the sum within that, or its readers cannot parse it. */
+size_t nerve_obj_depth(const msgpack_object *obj, size_t limit);
+
 /*  Writes a short human form of obj into buf (JSON-like, truncated with
     "…" when it does not fit). Returns buf. For logs and explain output. */
 char *nerve_obj_format(const msgpack_object *obj, char *buf, size_t bufsize);

@@ -194,6 +194,28 @@ class Durability(ManagerTest):
                          ("error", {"error": "no register 's' with key 'k'"}))
 
 
+class DeepRegisterValues(ManagerTest):
+    rules_text = ""
+
+    def test_a_listing_stays_readable_with_a_deeply_nested_value(self):
+        # 31 levels fit a request (its args map is the 32nd) and come back
+        # whole from registers.get; in a listing, two levels down, they would
+        # make a 33-level reply that msgpack-c (the CLI) cannot parse, so
+        # the listing shows the state's size instead.
+        deep = 1
+        for _ in range(31):
+            deep = [deep]
+        bus = self.start_manager()
+        self.assertEqual(bus.control("registers.set", {"scope": "s", "key": "deep",
+                                                       "value": deep})[0], "ok")
+        self.assertEqual(bus.control("registers.get", {"scope": "s", "key": "deep"}),
+                         ("ok", deep))
+        status, listing = bus.control("registers.list", {"prefix": "s"})
+        self.assertEqual(status, "ok")
+        self.assertEqual(listing, [{"scope": "s", "key": "deep",
+                                    "value": {"state_bytes": 32}}])
+
+
 class Reload(ManagerTest):
     rules_text = """
 /t/a:

@@ -603,9 +603,29 @@ static void test_obj_from_json_survives_mutated_input(void **state)
     }
 }
 
+static void test_obj_depth_counts_containers_up_to_the_limit(void **state)
+{
+    msgpack_object scalar = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = 1};
+    assert_int_equal(nerve_obj_depth(&scalar, 10), 0);
+    msgpack_object levels[40];
+    levels[0] = scalar;
+    for (int i = 1; i < 40; i++) {
+        levels[i].type = MSGPACK_OBJECT_ARRAY;
+        levels[i].via.array.size = 1;
+        levels[i].via.array.ptr = &levels[i - 1];
+    }
+    assert_int_equal(nerve_obj_depth(&levels[1], 10), 1);
+    assert_int_equal(nerve_obj_depth(&levels[39], 100), 39);
+    assert_int_equal(nerve_obj_depth(&levels[39], 30), 31); /* stops at limit + 1 */
+    msgpack_object_kv kv = {.key = scalar, .val = levels[5]};
+    msgpack_object map = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = 1, .ptr = &kv}};
+    assert_int_equal(nerve_obj_depth(&map, 100), 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_obj_depth_counts_containers_up_to_the_limit),
         cmocka_unit_test(test_obj_get_finds_str_keys_and_refuses_non_maps),
         cmocka_unit_test(test_obj_path_follows_maps_and_array_indexes),
         cmocka_unit_test(test_obj_path_decimal_segment_finds_integer_map_keys),
