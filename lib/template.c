@@ -335,8 +335,10 @@ static int s_compile_container(s_compiler_t *c, const msgpack_object *src, s_nod
         int rc = s_compile_node(c, val, &items[i], depth + 1, child);
         if (rc)
             return rc;
-        if (key && nerve_obj_copy(c->zone, key, &keys[i]) != 0)
-            return s_error(c, NERVE_ENOMEM, "out of memory");
+        if (key && (rc = nerve_obj_copy(c->zone, key, &keys[i])) != 0)
+            return rc == NERVE_ERANGE ? s_error(c, NERVE_EPARSE, "map key nested deeper than %d%s",
+                                                NERVE_OBJ_DEPTH_MAX, s_at(child, sizeof child, where))
+                                      : s_error(c, NERVE_ENOMEM, "out of memory");
         refs = refs || items[i].kind != S_NODE_LITERAL;
     }
     if (refs) {
@@ -366,6 +368,9 @@ static int s_compile_node(s_compiler_t *c, const msgpack_object *src, s_node_t *
             return rc;
     }
     int rc = nerve_obj_copy(c->zone, src, &node->literal);
+    if (rc == NERVE_ERANGE) /* a map key nested too deep: keys are not walked above */
+        return s_error(c, NERVE_EPARSE, "value nested deeper than %d%s", NERVE_OBJ_DEPTH_MAX,
+                       s_at(at, sizeof at, where));
     if (rc)
         return s_error(c, rc, "cannot copy value: %s%s", nerve_strerror(rc),
                        s_at(at, sizeof at, where));

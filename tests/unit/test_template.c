@@ -543,9 +543,34 @@ static void test_tmpl_refuses_args_nested_too_deep(void **state)
     assert_non_null(strstr(err, "nested deeper than 256"));
 }
 
+/*  Found by fuzz_template in CI: a literal map whose key is nested past
+    NERVE_OBJ_DEPTH_MAX came back as NERVE_ERANGE, which the header does
+    not promise; it is a parse error like any value nested too deep. */
+static void test_tmpl_compile_refuses_a_key_nested_too_deep_as_a_parse_error(void **state)
+{
+    static msgpack_object levels[NERVE_OBJ_DEPTH_MAX + 8];
+    levels[0].type = MSGPACK_OBJECT_NIL;
+    for (size_t i = 1; i < sizeof levels / sizeof levels[0]; i++) {
+        levels[i].type = MSGPACK_OBJECT_ARRAY;
+        levels[i].via.array.size = 1;
+        levels[i].via.array.ptr = &levels[i - 1];
+    }
+    msgpack_object_kv kv;
+    kv.key = levels[sizeof levels / sizeof levels[0] - 1];
+    kv.val.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+    kv.val.via.u64 = 1;
+    msgpack_object map = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = 1, .ptr = &kv}};
+    nerve_tmpl_t *t = NULL;
+    char err[256];
+    assert_int_equal(nerve_tmpl_compile(&map, &t, err, sizeof err), NERVE_EPARSE);
+    assert_null(t);
+    assert_non_null(strstr(err, "map key nested deeper than 256"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tmpl_compile_refuses_a_key_nested_too_deep_as_a_parse_error),
         cmocka_unit_test(test_tmpl_renders_every_reference_kind),
         cmocka_unit_test(test_tmpl_lone_template_keeps_the_value_type),
         cmocka_unit_test(test_tmpl_mixed_text_renders_a_string),
