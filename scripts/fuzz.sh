@@ -9,6 +9,11 @@
 # memory, after running the rest, and keeps each reproducer in
 # BUILD_DIR/fuzz-artifacts/<name>/. `make fuzz FUZZ_SECONDS=20` builds the
 # targets (clang, build-fuzz) and calls this.
+#
+# The seed is fixed (FUZZ_SEED, default 1), so a run is repeatable: the same
+# tree explores the same inputs, and a green CI run stays green unless the
+# code changed. FUZZ_SEED=0 lets libFuzzer pick one, for exploring: run that
+# for longer when changing a parser, and add what it finds to the corpus.
 set -uo pipefail
 
 build=${1:?usage: fuzz.sh BUILD_DIR SECONDS [NAME...]}
@@ -44,7 +49,8 @@ run_one() {
   [ -d "$seeds" ] && cp "$seeds/"* "$scratch/$name/corpus/" 2>/dev/null
   echo "== fuzz_$name: ${seconds}s"
   local status=0
-  "$bin" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -detect_leaks=1 \
+  "$bin" -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -timeout=5 -rss_limit_mb=2048 \
+    -detect_leaks=1 \
     -artifact_prefix="$scratch/$name/artifacts/" -print_final_stats=1 \
     "$scratch/$name/corpus" >"$scratch/$name/log" 2>&1 || status=$?
   if [ "$status" -ne 0 ] || [ -n "$(ls -A "$scratch/$name/artifacts")" ]; then
