@@ -146,6 +146,141 @@ static int s_fail(int rc, char *err, size_t errsize, const char *fmt, ...)
 }
 
 /*  A string param copied NUL-terminated into p->text. */
+/*  What regcomp() will build, estimated before it runs. glibc compiles
+    `x+` as `xx*` and `x{m,n}` as n copies of x, so quantifiers applied to
+    quantified parts multiply: `t+++++++++++++++++++x` (20 `+`) takes
+    700 MB, and each more `+` doubles it; `((t)+)+…` nests the same way.
+    s_regex_size() walks the ERE once and counts the atoms the compiled
+    expression holds, each duplication multiplying what it applies to; a
+    pattern past S_REGEX_SIZE_MAX is refused with the loader's error,
+    which beats an out-of-memory manager. Counting is generous (any
+    bracket expression is one atom, `*` and `?` copy nothing), and
+    malformed syntax is left for regcomp() to name. */
+#define S_REGEX_SIZE_MAX 20000u
+
+typedef struct {
+    const char *p, *end;
+    int depth;
+} s_rx_t;
+
+static unsigned long s_rx_alt(s_rx_t *x);
+
+static unsigned long s_rx_cap(unsigned long v)
+{
+    return v > S_REGEX_SIZE_MAX ? S_REGEX_SIZE_MAX + 1 : v;
+}
+
+/*  One atom: a group, a bracket expression, an escape or a character. */
+static unsigned long s_rx_atom(s_rx_t *x)
+{
+    char c = *x->p++;
+    if (c == '(') {
+        if (++x->depth > 64)
+            return S_REGEX_SIZE_MAX + 1;
+        unsigned long n = s_rx_alt(x);
+        x->depth--;
+        if (x->p < x->end && *x->p == ')')
+            x->p++;
+        return n ? n : 1;
+    }
+    if (c == '[') {
+        if (x->p < x->end && *x->p == '^')
+            x->p++;
+        if (x->p < x->end && *x->p == ']')
+            x->p++;
+        while (x->p < x->end && *x->p != ']') {
+            if (*x->p == '[' && x->p + 1 < x->end &&
+                (x->p[1] == ':' || x->p[1] == '.' || x->p[1] == '=')) {
+                char close = x->p[1];
+                x->p += 2;
+                while (x->p + 1 < x->end && !(x->p[0] == close && x->p[1] == ']'))
+                    x->p++;
+                x->p += x->p + 1 < x->end ? 2 : 1;
+            } else {
+                x->p++;
+            }
+        }
+        if (x->p < x->end)
+            x->p++;
+        return 1;
+    }
+    if (c == '\\' && x->p < x->end)
+        x->p++;
+    return 1;
+}
+
+/*  A {m,n} bound's copies (n, or m + 1 when open), or 0 if malformed. */
+static unsigned long s_rx_bound(s_rx_t *x)
+{
+    unsigned long m = 0, n = 0;
+    bool comma = false, digits = false;
+    while (x->p < x->end && *x->p != '}') {
+        char c = *x->p++;
+        if (c == ',' && !comma)
+            comma = true;
+        else if (c >= '0' && c <= '9') {
+            unsigned long *v = comma ? &n : &m;
+            *v = *v * 10 + (unsigned long)(c - '0');
+            if (*v > S_REGEX_SIZE_MAX)
+                return S_REGEX_SIZE_MAX + 1;
+            digits = true;
+        } else
+            return 0;
+    }
+    if (x->p < x->end)
+        x->p++;
+    if (!digits)
+        return 0;
+    return !comma ? (m ? m : 1) : n ? n : m + 1;
+}
+
+/*  A run of atoms with their quantifiers, up to `|` or `)`. */
+static unsigned long s_rx_seq(s_rx_t *x)
+{
+    unsigned long total = 0;
+    while (x->p < x->end && *x->p != '|' && *x->p != ')') {
+        unsigned long n = s_rx_atom(x);
+        while (x->p < x->end) {
+            char q = *x->p;
+            if (q == '*' || q == '?')
+                x->p++;
+            else if (q == '+')
+                x->p++, n = s_rx_cap(n * 2);
+            else if (q == '{') {
+                x->p++;
+                unsigned long copies = s_rx_bound(x);
+                n = s_rx_cap(n * (copies ? copies : 1));
+            } else
+                break;
+        }
+        total = s_rx_cap(total + n);
+    }
+    return total;
+}
+
+static unsigned long s_rx_alt(s_rx_t *x)
+{
+    unsigned long total = s_rx_seq(x);
+    while (x->p < x->end && *x->p == '|') {
+        x->p++;
+        total = s_rx_cap(total + s_rx_seq(x));
+    }
+    return total;
+}
+
+/*  Atoms the compiled pattern holds, S_REGEX_SIZE_MAX + 1 at most. */
+static unsigned long s_regex_size(const char *pattern, size_t len)
+{
+    s_rx_t x = {pattern, pattern + len, 0};
+    unsigned long total = 0;
+    while (x.p < x.end) {
+        total = s_rx_cap(total + s_rx_alt(&x));
+        if (x.p < x.end) /* a stray ')': regcomp() will say so */
+            x.p++;
+    }
+    return total;
+}
+
 static int s_take_text(s_prep_t *p, const msgpack_object *o)
 {
     const char *s;
@@ -237,6 +372,15 @@ static int s_parse(s_op_t op, const msgpack_object *params, s_prep_t *p, char *e
             return s_fail(NERVE_EINVAL, err, errsize, "%s needs 'pattern' (a string)", name);
         if (op == S_MATCH)
             return 0;
+        if (s_regex_size(p->text, p->text_len) > S_REGEX_SIZE_MAX) {
+            char quoted[160];
+            snprintf(quoted, sizeof quoted, "'%.120s'%s", p->text, p->text_len > 120 ? "…" : "");
+            s_clear(p);
+            return s_fail(NERVE_EINVAL, err, errsize,
+                          "regex: 'pattern' %s would compile to more than %u parts (quantifiers "
+                          "on quantified parts, like 'a++' or '((a)+)+', multiply)",
+                          quoted, S_REGEX_SIZE_MAX);
+        }
         int flags = REG_EXTENDED | REG_NOSUB | (p->nocase ? REG_ICASE : 0);
         int rerr = regcomp(&p->regex, p->text, flags);
         if (rerr != 0) {

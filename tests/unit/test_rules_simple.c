@@ -434,6 +434,33 @@ static void test_simple_prepare_refuses_bad_params_with_a_reason(void **state)
     s_close(&s);
 }
 
+/*  Found by fuzz_rules: glibc compiles `x+` as `xx*`, so quantifiers on
+    quantified parts double what they apply to; 20 stacked `+` took 700 MB
+    in regcomp(), 30 would take hundreds of GB, and a rules file or a
+    reload could take the manager down. Such patterns are refused at load,
+    with the reason; ordinary ones (bounds, classes, groups) still load. */
+static void test_simple_regex_refuses_a_pattern_that_compiles_exponentially(void **state)
+{
+    s_refused("regex", "{\"pattern\": \"t++++++++++++++++++++++++++++++x\"}",
+              "would compile to more than 20000 parts");
+    s_refused("regex", "{\"pattern\": \"((((((((((((((((t)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+x\"}",
+              "would compile to more than 20000 parts");
+    s_refused("regex", "{\"pattern\": \"(a{200}){200}\"}", "would compile to more than 20000");
+    s_refused("regex", "{\"pattern\": \"a{99999}\"}", "would compile to more than 20000");
+    const char *fine[] = {
+        "^(web|db)[0-9]+$", "^[[:alpha:]_]{1,64}\\\\.log$", "(e|a)b{2,3}[]a-z]+", "a{300}",
+        "((a+)+)+", "x*+?", "[(+*]+", "\\\\(+\\\\)+",
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        char params[256];
+        snprintf(params, sizeof params, "{\"pattern\": \"%s\"}", fine[i]);
+        site_t r;
+        if (s_open(&r, "regex", params) != 0)
+            fail_msg("refused '%s'", fine[i]);
+        s_close(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_simple_match_globs_string_values),
         cmocka_unit_test(test_simple_match_handles_strings_longer_than_its_stack_buffer),
         cmocka_unit_test(test_simple_regex_uses_extended_syntax_and_string_bounds),
+        cmocka_unit_test(test_simple_regex_refuses_a_pattern_that_compiles_exponentially),
         cmocka_unit_test(test_simple_exists_is_true_for_any_present_value),
         cmocka_unit_test(test_simple_works_without_prepare),
         cmocka_unit_test(test_simple_prepare_refuses_bad_params_with_a_reason),
