@@ -6,6 +6,7 @@
 */
 #include "config.h"
 
+#include <nerve/daemon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/paths.h>
@@ -218,21 +219,6 @@ static int s_duration(const nerve_conf_t *root, const char *key, uint64_t min_ms
     return 0;
 }
 
-static int s_log_level(const nerve_conf_t *root, nerve_conf_error_t *err)
-{
-    const nerve_conf_t *n = nerve_conf_get(root, "log_level");
-    const char *s;
-    nerve_log_level_t level;
-    if (!n)
-        return 0;
-    if (nerve_conf_as_str(n, &s, err) != 0)
-        return NERVE_EINVAL;
-    if (nerve_log_level_parse(s, &level) != 0)
-        return nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
-    nerve_log_set_level(level);
-    return 0;
-}
-
 int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t *err)
 {
     nerve_conf_t *root;
@@ -274,7 +260,7 @@ int actor_config_load(actor_config_t *cfg, const char *path, nerve_conf_error_t 
     if (rc == 0 && nerve_conf_get(root, "systemctl") && cfg->systemctl[0] != '/')
         rc = nerve_conf_fail(nerve_conf_get(root, "systemctl"), err,
                              "systemctl must be an absolute path");
-    rc = rc ? rc : s_log_level(root, err);
+    rc = rc ? rc : nerve_daemon_log_level_conf(root, err);
     rc = rc ? rc : s_security(root, cfg, err);
     rc = rc ? rc : s_str(root, "publisher_key", &cfg->publisher_key, err);
     rc = rc ? rc : s_str(root, "manager_key", &cfg->manager_key, err);

@@ -123,6 +123,21 @@ int nerve_daemon_sched_conf(const nerve_conf_t *root, nerve_sched_t *out, nerve_
     return rc;
 }
 
+int nerve_daemon_log_level_conf(const nerve_conf_t *root, nerve_conf_error_t *err)
+{
+    const nerve_conf_t *n = nerve_conf_get(root, "log_level");
+    if (!n)
+        return 0;
+    const char *s;
+    nerve_log_level_t level;
+    int rc = nerve_conf_as_str(n, &s, err);
+    if (rc == 0 && nerve_log_level_parse(s, &level) != 0)
+        rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
+    if (rc == 0)
+        nerve_log_set_level(level);
+    return rc;
+}
+
 static const char *s_policy_name(int policy)
 {
     switch (policy) {

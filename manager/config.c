@@ -97,15 +97,8 @@ int manager_config_load(manager_config_t *cfg, const char *path, nerve_conf_erro
     if (rc == 0 && (n = nerve_conf_get(root, "map_size_mb")) &&
         (rc = nerve_conf_as_int(n, 1, 1 << 20, &v, err)) == 0)
         cfg->map_size_mb = (size_t)v;
-    if (rc == 0 && (n = nerve_conf_get(root, "log_level"))) {
-        const char *s;
-        nerve_log_level_t level;
-        rc = nerve_conf_as_str(n, &s, err);
-        if (rc == 0 && nerve_log_level_parse(s, &level) != 0)
-            rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
-        if (rc == 0)
-            nerve_log_set_level(level);
-    }
+    if (rc == 0)
+        rc = nerve_daemon_log_level_conf(root, err);
     nerve_conf_destroy(&root);
     return rc;
 }

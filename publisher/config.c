@@ -52,14 +52,8 @@ int relay_config_load(relay_config_t *cfg, const char *path, nerve_conf_error_t 
     if (rc == 0 && (n = nerve_conf_get(root, "hwm")) &&
         (rc = nerve_conf_as_int(n, 1000, 100000000, &v, err)) == 0)
         cfg->hwm = (int)v;
-    if (rc == 0 && (n = nerve_conf_get(root, "log_level"))) {
-        const char *s;
-        nerve_log_level_t level;
-        if ((rc = nerve_conf_as_str(n, &s, err)) == 0 && nerve_log_level_parse(s, &level) != 0)
-            rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
-        else if (rc == 0)
-            nerve_log_set_level(level);
-    }
+    if (rc == 0)
+        rc = nerve_daemon_log_level_conf(root, err);
     if (rc == 0)
         rc = nerve_security_parse(&cfg->security, nerve_conf_get(root, "security"), err);
     if (rc == 0)

@@ -8,6 +8,7 @@
 */
 #include "config.h"
 
+#include <nerve/daemon.h>
 #include <nerve/error.h>
 #include <nerve/log.h>
 #include <nerve/paths.h>
@@ -220,15 +221,8 @@ int beacond_config_load(beacond_config_t *cfg, const char *path, nerve_conf_erro
     if (rc == 0 && (n = nerve_conf_get(root, "hwm")) &&
         (rc = nerve_conf_as_int(n, 1, 100000000, &v, err)) == 0)
         cfg->hwm = (int)v;
-    if (rc == 0 && (n = nerve_conf_get(root, "log_level"))) {
-        const char *s;
-        nerve_log_level_t level;
-        rc = nerve_conf_as_str(n, &s, err);
-        if (rc == 0 && nerve_log_level_parse(s, &level) != 0)
-            rc = nerve_conf_fail(n, err, "log_level must be error, warn, info or debug");
-        if (rc == 0)
-            nerve_log_set_level(level);
-    }
+    if (rc == 0)
+        rc = nerve_daemon_log_level_conf(root, err);
     rc = rc ? rc : s_beacons(root, cfg, err);
     nerve_conf_destroy(&root);
     return rc;

@@ -82,6 +82,10 @@ int nerve_daemon_sched_parse(const char *name, nerve_sched_t *out);
 int nerve_daemon_sched_conf(const nerve_conf_t *root, nerve_sched_t *out,
                             nerve_conf_error_t *err);
 
+/*  Applies the `log_level:` key of a daemon's config (error, warn, info or
+    debug), when it is there. 0, or an error naming the key's position. */
+int nerve_daemon_log_level_conf(const nerve_conf_t *root, nerve_conf_error_t *err);
+
 /*  Applies `policy` to the calling thread and logs what it did under
     `log_id`. Call it before any thread is started (libzmq's I/O threads
     included): threads inherit it. BATCH changes only a thread under
